@@ -1,0 +1,34 @@
+# coopscore: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: install demo test serve mlflow-ui benchmark clean
+
+install: .venv/.installed  ## the environment alone, from uv.lock
+
+.venv/.installed: uv.lock pyproject.toml
+	@test -x $(UV) || { $(PYTHON) -m venv .tools && .tools/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+demo: install  ## generate, ingest, features, train, register, then serve on :3000
+	.venv/bin/coopscore demo $(if $(REBUILD),--rebuild,)
+
+test: install  ## the whole test suite
+	.venv/bin/pytest
+
+serve: install
+	.venv/bin/coopscore serve
+
+mlflow-ui: install  ## the MLflow UI over var/mlflow on :5000
+	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db --port 5000
+
+benchmark: install  ## speed measurements, written to docs/benchmarks.md
+	.venv/bin/python -m benchmarks.run
+
+clean:
+	rm -rf var .venv .tools

@@ -1,0 +1,198 @@
+"""The `coopscore` command: each step of the pipeline on its own, and `demo` for all of them.
+
+    coopscore generate --members 20000 --seed 42 [--dirty]
+    coopscore ingest
+    coopscore features [--as-of 2026-01-01]
+    coopscore train [--subject member]
+    coopscore serve [--port 3000]
+    coopscore demo [--rebuild]
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from coopscore.paths import Paths, get_paths
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="coopscore: credit scores for Viet Nam's e-cooperatives.")
+console = Console()
+
+
+def fail(message: str) -> None:
+    """Errors read like advice, not stack traces."""
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=1)
+
+
+@contextmanager
+def progress_bar(title: str) -> Iterator:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(title, total=1.0)
+
+        def update(step: str, fraction: float) -> None:
+            bar.update(task, completed=fraction, description=f"{title}: {step}")
+
+        yield update
+        bar.update(task, completed=1.0, description=f"{title}: done")
+
+
+@app.command()
+def generate(members: int = typer.Option(20_000, min=50, help="Number of members to generate"),
+             seed: int = typer.Option(42, help="Random seed (same seed, same data)"),
+             cooperatives: Optional[int] = typer.Option(None, min=1, help="Default: members / 250"),
+             dirty: bool = typer.Option(False, help="Inject the dirt real feeds have")) -> None:
+    """Write a synthetic data set that conforms to the data contracts into var/data/raw."""
+    from coopscore.synthetic import generate as run
+
+    paths = get_paths()
+    with progress_bar("generating") as update:
+        summary = run(paths.raw, members=members, seed=seed, cooperatives=cooperatives,
+                      dirty=dirty, progress=update)
+    table = Table("table", "rows", title=f"written to {paths.raw} in {summary.seconds:.1f} s")
+    for name, rows in summary.rows.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    if summary.dirt:
+        console.print(f"injected dirt: {summary.dirt}")
+
+
+@app.command()
+def ingest(received_at: Optional[datetime] = typer.Option(
+        None, help="Reference time for 'future' rows (default: now)")) -> None:
+    """Validate var/data/raw against the contracts: accept each row or quarantine it with a reason."""
+    from data_contracts.ingest import IngestError, ingest as run
+
+    paths = get_paths()
+    try:
+        with progress_bar("ingesting") as update:
+            report = run(paths.raw, paths.clean, paths.quarantine, received_at=received_at,
+                         progress=update)
+    except IngestError as exc:
+        fail(str(exc))
+    table = Table("table", "input", "accepted", "quarantined", "reconciles", "top reasons",
+                  title="ingest: every row accepted or quarantined")
+    for t in report.tables:
+        reasons = ", ".join(f"{k} {n:,}" for k, n in sorted(t.reasons.items(), key=lambda kv: -kv[1])[:3])
+        table.add_row(t.table, f"{t.input_rows:,}", f"{t.accepted:,}", f"{t.quarantined:,}",
+                      "yes" if t.reconciles else "[red]NO[/]", reasons)
+    console.print(table)
+    console.print(f"quarantined rows and their reasons: {paths.quarantine}")
+
+
+@app.command()
+def features(as_of: Optional[str] = typer.Option(
+        None, help="ISO date; default: the day after the latest accepted transaction")) -> None:
+    """Build the feature snapshot the service reads (every member and cooperative, as of a date)."""
+    from features.snapshot import build_snapshot
+
+    paths = get_paths()
+    day = _parse_date(as_of) if as_of else None
+    started = time.perf_counter()
+    try:
+        with console.status("computing features on DuckDB"):
+            path = build_snapshot(paths.clean, paths.features, day)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    console.print(f"features written to {path} in {time.perf_counter() - started:.1f} s")
+
+
+@app.command()
+def train(subject: list[str] = typer.Option(["member", "cooperative"],
+                                            help="member and/or cooperative")) -> None:
+    """Train, calibrate, log to MLflow, register; promote to champion when it beats the champion."""
+    from training.dataset import NotEnoughData
+    from training.train import train_subject
+
+    paths = get_paths()
+    table = Table("model", "version", "OOT AUC", "true-PD AUC", "champion AUC before", "champion?",
+                  "seconds", title="training")
+    for s in subject:
+        if s not in ("member", "cooperative"):
+            fail(f"unknown subject '{s}': use member or cooperative")
+        try:
+            with console.status(f"training the {s} model") as status:
+                result = train_subject(paths, s, progress=lambda msg: status.update(f"{s}: {msg}"))
+        except NotEnoughData as exc:
+            console.print(f"[yellow]skipped the {s} model:[/] {exc}")
+            continue
+        table.add_row(f"coopscore-{s}", result.version, f"{result.oot_auc:.3f}",
+                      "-" if result.true_pd_auc is None else f"{result.true_pd_auc:.3f}",
+                      "-" if result.champion_auc_before is None else f"{result.champion_auc_before:.3f}",
+                      "yes" if result.promoted else "no", f"{result.seconds:.1f}")
+    console.print(table)
+    console.print(f"MLflow store: {paths.tracking_uri}")
+
+
+@app.command()
+def serve(port: int = typer.Option(3000, help="HTTP port"),
+          host: str = typer.Option("0.0.0.0")) -> None:
+    """Start the BentoML scoring service (loads the champion models from the MLflow registry)."""
+    paths = get_paths()
+    if not (paths.features / "snapshot.json").exists():
+        fail("no feature snapshot yet: run `coopscore features` (or `make demo`) first.")
+    console.print(f"scoring API:  http://localhost:{port}/v1/scores")
+    console.print(f"API docs:     http://localhost:{port}/v1/docs")
+    console.print(f"MLflow UI:    `make mlflow-ui`, then http://localhost:5000 (store {paths.tracking_uri})")
+    env = {**os.environ, "COOPSCORE_HOME": str(paths.home)}
+    code = subprocess.call([sys.executable, "-m", "bentoml", "serve", "serving.service:CoopScore",
+                            "--host", host, "--port", str(port)], env=env)
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(members: int = typer.Option(20_000, help="Members in the demo data set"),
+         rebuild: bool = typer.Option(False, help="Rebuild every step even if its output exists"),
+         port: int = typer.Option(3000), no_serve: bool = typer.Option(False, "--no-serve")) -> None:
+    """Run every step (reusing what exists unless --rebuild), then serve."""
+    paths = get_paths()
+    if rebuild or not (paths.raw / "transactions.parquet").exists():
+        generate(members=members, seed=42, cooperatives=None, dirty=True)
+    else:
+        console.print(f"reusing generated data in {paths.raw}")
+    if rebuild or not (paths.clean / "transactions.parquet").exists():
+        ingest(received_at=None)
+    else:
+        console.print(f"reusing accepted data in {paths.clean}")
+    if rebuild or not (paths.features / "snapshot.json").exists():
+        features(as_of=None)
+    else:
+        console.print(f"reusing the feature snapshot in {paths.features}")
+    if rebuild or not _has_champion(paths):
+        train(subject=["member", "cooperative"])
+    else:
+        console.print("reusing the champion models in the MLflow registry")
+    if not no_serve:
+        serve(port=port, host="0.0.0.0")
+
+
+def _has_champion(paths: Paths) -> bool:
+    from training import registry
+
+    if not (paths.mlflow / "mlflow.db").exists():
+        return False
+    registry.use_store(paths)
+    return registry.champion_version("member") is not None
+
+
+def _parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        fail(f"'{text}' is not an ISO date (YYYY-MM-DD)")
+        raise
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,248 @@
+"""Computes the catalogue's features on DuckDB over the accepted Parquet tables.
+
+Point in time: every feature of a row (entity, as_of) is computed from data strictly before as_of.
+Each source is joined to the spine with `ts < as_of` (or `month < as_of`); nothing else reaches the
+features. tests/test_features_point_in_time.py proves it by adding later data and comparing.
+
+Two stages, so that serving does not recompute history on every request:
+1. history: per (entity, as_of), the aggregates and every feature that does not need an application;
+2. application: the features of a requested loan, from the history row and the application.
+Training runs both on all applications; the service reads stage 1 from a snapshot and runs stage 2
+per request.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from features.catalogue import FEATURES
+
+# Look-back: 365 days, plus 90 more for "the same season last year".
+LOOKBACK_DAYS = 455
+
+# Features computed in stage 2 (they need the application).
+APPLICATION_FEATURES = ("requested_amount_vnd", "term_months", "loan_to_revenue",
+                        "instalment_to_net_inflow")
+HISTORY_FEATURES = tuple(f for f in FEATURES if f.name not in APPLICATION_FEATURES)
+
+SOURCE_TABLES = ("cooperatives", "members", "transactions", "e_invoices", "loans", "repayments")
+
+
+def connect(clean_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per accepted table."""
+    con = duckdb.connect()
+    for table in SOURCE_TABLES:
+        path = Path(clean_dir) / f"{table}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} is missing: run `coopscore ingest` first so that accepted data exists.")
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')")
+    return con
+
+
+def _window_aggregates() -> str:
+    parts = []
+    for days in (30, 90, 180, 365):
+        for direction in ("inflow", "outflow"):
+            cond = f"direction = '{direction}' AND age_days <= {days}"
+            parts.append(f"COALESCE(SUM(amount) FILTER (WHERE {cond}), 0) AS {direction}_sum_{days}d")
+            parts.append(f"COUNT(*) FILTER (WHERE {cond}) AS {direction}_count_{days}d")
+    return ",\n        ".join(parts)
+
+
+def _tx_aggregates_sql(spine: str) -> str:
+    """Aggregates of transactions and e-invoices per spine row; `spine` has spine_id, entity_type,
+    entity_id, as_of."""
+    return f"""
+    tx_{spine} AS (
+      SELECT s.spine_id, t.direction, t.channel, t.counterparty_hash,
+             CAST(t.amount_vnd AS DOUBLE) AS amount,
+             date_diff('day', CAST(t.ts AS DATE), s.as_of) AS age_days
+      FROM {spine} s JOIN transactions t
+        ON t.entity_type = s.entity_type AND t.entity_id = s.entity_id
+       AND t.ts < s.as_of AND t.ts >= s.as_of - INTERVAL {LOOKBACK_DAYS} DAY
+    ),
+    txagg_{spine} AS (
+      SELECT spine_id,
+        {_window_aggregates()},
+        COALESCE(SUM(amount) FILTER (WHERE direction = 'inflow' AND age_days BETWEEN 366 AND 455), 0)
+          AS inflow_sum_prev_year_90d,
+        COALESCE(SUM(amount) FILTER (WHERE direction = 'inflow' AND age_days <= 365
+          AND channel IN ('e_invoice', 'cash_register')), 0) AS einvoice_inflow_365d,
+        COALESCE(SUM(amount) FILTER (WHERE direction = 'inflow' AND age_days <= 365
+          AND channel = 'cash'), 0) AS cash_inflow_365d,
+        MIN(age_days) AS days_since_last_activity,
+        MAX(age_days) AS history_days,
+        COUNT(*) FILTER (WHERE age_days <= 365) AS transactions_365d
+      FROM tx_{spine} GROUP BY spine_id
+    ),
+    month_{spine} AS (  -- 12 buckets of 30 days; bucket 0 is the most recent
+      SELECT spine_id, FLOOR((age_days - 1) / 30) AS bucket, SUM(amount) AS y
+      FROM tx_{spine} WHERE direction = 'inflow' AND age_days <= 360
+      GROUP BY spine_id, FLOOR((age_days - 1) / 30)
+    ),
+    monthagg_{spine} AS (  -- sums over the 12 buckets; empty buckets count as 0
+      SELECT spine_id, SUM(y) AS monthly_sum, SUM(y * y) AS monthly_sumsq,
+             SUM((11 - bucket) * y) AS monthly_xy, COUNT(*) AS active_months_12m
+      FROM month_{spine} GROUP BY spine_id
+    ),
+    cust_{spine} AS (
+      SELECT spine_id, counterparty_hash, SUM(amount) AS v
+      FROM tx_{spine}
+      WHERE direction = 'inflow' AND age_days <= 365 AND counterparty_hash IS NOT NULL
+      GROUP BY spine_id, counterparty_hash
+    ),
+    custagg_{spine} AS (
+      SELECT spine_id, SUM(v * v) / (SUM(v) * SUM(v)) AS customer_hhi_365d,
+             COUNT(*) AS distinct_customers_365d
+      FROM cust_{spine} GROUP BY spine_id
+    ),
+    invagg_{spine} AS (
+      SELECT s.spine_id, COUNT(*) AS invoices_total_365d,
+             COUNT(*) FILTER (WHERE i.status = 'cancelled') AS invoices_cancelled_365d
+      FROM {spine} s JOIN e_invoices i
+        ON i.entity_type = s.entity_type AND i.entity_id = s.entity_id
+       AND i.issued_at < s.as_of AND i.issued_at >= s.as_of - INTERVAL 365 DAY
+      GROUP BY s.spine_id
+    )"""
+
+
+def _history_sql() -> str:
+    feature_cols = ",\n      ".join(f"CAST({f.sql} AS DOUBLE) AS {f.name}" for f in HISTORY_FEATURES)
+    return f"""
+    WITH
+    {_tx_aggregates_sql('spine')},
+    coop_spine AS (  -- the cooperative of each row (a member's, or the cooperative itself)
+      SELECT DISTINCT 'c' || coop_id || '@' || CAST(as_of AS VARCHAR) AS spine_id,
+             'cooperative' AS entity_type, coop_id AS entity_id, as_of
+      FROM (SELECT CASE WHEN s.entity_type = 'member' THEN m.cooperative_id ELSE s.entity_id END
+                   AS coop_id, s.as_of
+            FROM spine s LEFT JOIN members m
+              ON s.entity_type = 'member' AND m.member_id = s.entity_id)
+    ),
+    {_tx_aggregates_sql('coop_spine')},
+    coop_health AS (
+      SELECT c.spine_id, c.entity_id AS coop_id, c.as_of,
+             t.inflow_sum_365d AS coop_inflow_sum_365d,
+             CASE WHEN mo.monthly_sum > 0 THEN ((mo.monthly_xy - 5.5 * mo.monthly_sum) / 143.0)
+                  / (mo.monthly_sum / 12.0) END AS coop_revenue_trend_12m,
+             ar.coop_members_in_arrears_rate
+      FROM coop_spine c
+      LEFT JOIN txagg_coop_spine t USING (spine_id)
+      LEFT JOIN monthagg_coop_spine mo USING (spine_id)
+      LEFT JOIN (
+        SELECT c2.spine_id,
+               AVG(CASE WHEN r.days_past_due >= 30 THEN 1.0 ELSE 0.0 END)
+                 AS coop_members_in_arrears_rate
+        FROM coop_spine c2
+        JOIN members m ON m.cooperative_id = c2.entity_id
+        JOIN loans l ON l.entity_type = 'member' AND l.entity_id = m.member_id
+        JOIN repayments r ON r.loan_id = l.loan_id
+         AND r.month < c2.as_of AND r.month >= c2.as_of - INTERVAL 365 DAY
+        GROUP BY c2.spine_id
+      ) ar USING (spine_id)
+    ),
+    repay AS (
+      SELECT s.spine_id,
+             COUNT(DISTINCT l.loan_id) FILTER (WHERE l.disbursal_date < s.as_of) AS prior_loans,
+             COUNT(r.loan_id) AS repayment_months,
+             COUNT(r.loan_id) FILTER (WHERE r.days_past_due = 0) AS on_time_months,
+             MAX(r.days_past_due) AS worst_days_past_due
+      FROM spine s
+      JOIN loans l ON l.entity_type = s.entity_type AND l.entity_id = s.entity_id
+                  AND l.disbursal_date < s.as_of
+      LEFT JOIN repayments r ON r.loan_id = l.loan_id AND r.month < s.as_of
+      GROUP BY s.spine_id
+    ),
+    subject AS (
+      SELECT s.spine_id,
+             CASE WHEN s.entity_type = 'member'
+                  THEN date_diff('day', m.join_date, s.as_of)
+                  ELSE date_diff('day', c.founding_date, s.as_of) END AS tenure_days,
+             m.capital_contribution_vnd, c.legal_capital_vnd, c.member_count,
+             CASE WHEN s.entity_type = 'member' THEN m.cooperative_id ELSE s.entity_id END AS coop_id
+      FROM spine s
+      LEFT JOIN members m ON s.entity_type = 'member' AND m.member_id = s.entity_id
+      LEFT JOIN cooperatives c ON c.cooperative_id =
+           CASE WHEN s.entity_type = 'member' THEN NULL ELSE s.entity_id END
+    ),
+    joined AS (
+      SELECT s.spine_id, s.entity_type, s.entity_id, s.as_of,
+             t.*  EXCLUDE (spine_id), mo.* EXCLUDE (spine_id), cu.* EXCLUDE (spine_id),
+             inv.* EXCLUDE (spine_id), rp.* EXCLUDE (spine_id), sj.* EXCLUDE (spine_id, coop_id),
+             ch.coop_inflow_sum_365d, ch.coop_revenue_trend_12m, ch.coop_members_in_arrears_rate
+      FROM spine s
+      LEFT JOIN txagg_spine t USING (spine_id)
+      LEFT JOIN monthagg_spine mo USING (spine_id)
+      LEFT JOIN custagg_spine cu USING (spine_id)
+      LEFT JOIN invagg_spine inv USING (spine_id)
+      LEFT JOIN repay rp USING (spine_id)
+      LEFT JOIN subject sj USING (spine_id)
+      LEFT JOIN coop_health ch ON ch.coop_id = sj.coop_id AND ch.as_of = s.as_of
+    ),
+    filled AS (  -- a spine row with no transaction in the window has zero sums, not unknown ones
+      SELECT * REPLACE (
+        {", ".join(f"COALESCE({c}, 0) AS {c}" for c in _zero_when_missing())}
+      ) FROM joined
+    )
+    SELECT spine_id, entity_type, entity_id, as_of,
+      COALESCE(history_days, 0) AS history_days,
+      COALESCE(transactions_365d, 0) AS transactions_365d,
+      {feature_cols}
+    FROM filled
+    ORDER BY spine_id
+    """
+
+
+def _zero_when_missing() -> list[str]:
+    cols = [f"{d}_{k}_{n}d" for n in (30, 90, 180, 365) for d in ("inflow", "outflow")
+            for k in ("sum", "count")]
+    return cols + ["inflow_sum_prev_year_90d", "einvoice_inflow_365d", "cash_inflow_365d",
+                   "active_months_12m", "distinct_customers_365d", "invoices_total_365d",
+                   "invoices_cancelled_365d", "prior_loans", "repayment_months", "on_time_months"]
+
+
+def history_features(con: duckdb.DuckDBPyConnection, spine: pd.DataFrame) -> pd.DataFrame:
+    """Stage 1. `spine` has spine_id, entity_type, entity_id, as_of (date). One row out per row in."""
+    _check_spine(spine)
+    con.register("spine_df", spine[["spine_id", "entity_type", "entity_id", "as_of"]])
+    con.execute("CREATE OR REPLACE TEMP TABLE spine AS SELECT spine_id, entity_type, entity_id, "
+                "CAST(as_of AS DATE) AS as_of FROM spine_df")
+    out = con.execute(_history_sql()).df()
+    con.unregister("spine_df")
+    if len(out) != len(spine):  # a join that multiplies or loses rows is a bug, loudly
+        raise RuntimeError(f"feature build returned {len(out)} rows for {len(spine)} spine rows")
+    out["as_of"] = pd.to_datetime(out["as_of"])
+    return out
+
+
+def _application_sql() -> str:
+    app_features = [f for f in FEATURES if f.name in APPLICATION_FEATURES]
+    cols = ",\n  ".join(f"CAST({f.sql} AS DOUBLE) AS {f.name}" for f in app_features)
+    return (f"SELECT h.* EXCLUDE (requested_amount_vnd, term_months), {cols} "
+            "FROM history_with_app h ORDER BY h.spine_id")
+
+
+def application_features(history: pd.DataFrame, applications: pd.DataFrame,
+                         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Stage 2. `applications` has spine_id, requested_amount_vnd, term_months; joined to the
+    history rows by spine_id. Runs on DuckDB so the catalogue's SQL is the only definition."""
+    merged = history.merge(applications[["spine_id", "requested_amount_vnd", "term_months"]],
+                           on="spine_id", how="inner", validate="one_to_one")
+    if len(merged) != len(applications):
+        raise RuntimeError("every application needs exactly one history row")
+    con = con or duckdb.connect()
+    con.register("history_with_app", merged)
+    out = con.execute(_application_sql()).df()
+    con.unregister("history_with_app")
+    return out
+
+
+def _check_spine(spine: pd.DataFrame) -> None:
+    missing = {"spine_id", "entity_type", "entity_id", "as_of"} - set(spine.columns)
+    if missing:
+        raise ValueError(f"spine is missing columns {sorted(missing)}")
+    if spine["spine_id"].duplicated().any():
+        raise ValueError("spine_id must be unique")
