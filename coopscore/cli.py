@@ -177,6 +177,17 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
         serve(port=port, host="0.0.0.0")
 
 
+@app.command()
+def docs() -> None:
+    """Regenerate docs/features.md and docs/data_contracts.md from the declarations."""
+    from pathlib import Path
+
+    from coopscore.reference_docs import write
+
+    for path in write(Path(__file__).resolve().parents[1] / "docs"):
+        console.print(f"wrote {path}")
+
+
 def _has_champion(paths: Paths) -> bool:
     from training import registry
 

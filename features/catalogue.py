@@ -82,7 +82,8 @@ FEATURES: tuple[Feature, ...] = (
             unit="days"),
     # --- formality and customers ---------------------------------------------------------------
     Feature("einvoice_share_365d", "einvoice_inflow_365d / NULLIF(inflow_sum_365d, 0)",
-            "Tỷ trọng doanh thu có hóa đơn điện tử", "Share of revenue on e-invoices", -1,
+            "Tỷ trọng doanh thu có hóa đơn điện tử (kể cả máy tính tiền)",
+            "Share of revenue on e-invoices (cash registers included)", -1,
             "FORMALITY_LOW"),
     Feature("cash_share_365d", "cash_inflow_365d / NULLIF(inflow_sum_365d, 0)",
             "Tỷ trọng doanh thu bằng tiền mặt", "Share of revenue in cash", +1, "FORMALITY_LOW"),

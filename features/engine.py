@@ -57,7 +57,10 @@ def _tx_aggregates_sql(spine: str) -> str:
     entity_id, as_of."""
     return f"""
     tx_{spine} AS (
-      SELECT s.spine_id, t.direction, t.channel, t.counterparty_hash,
+      SELECT s.spine_id, t.channel, t.counterparty_hash, t.category,
+             -- borrowed money is not income: a disbursal counts as neither inflow nor revenue
+             CASE WHEN t.category = 'loan_disbursal' THEN 'borrowed' ELSE t.direction END
+               AS direction,
              CAST(t.amount_vnd AS DOUBLE) AS amount,
              date_diff('day', CAST(t.ts AS DATE), s.as_of) AS age_days
       FROM {spine} s JOIN transactions t

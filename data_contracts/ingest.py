@@ -1,0 +1,531 @@
+"""Ingest: read what the platform delivered, keep the rows that honour the contracts, quarantine
+the rest with the reason. Nothing is lost: every input row is accepted or quarantined, and the
+counts are checked to reconcile before ingest returns.
+
+Each table goes through three steps, all vectorised (reason sentences are only built for the
+rows that are refused):
+  1. parse   every column to its contract type; a value that is absent (for a required column)
+             or that does not read as its type is an issue ("not_a_number: amount_vnd='abc'").
+  2. check   the parsed values against the contract's checks (pandera, from `Contract.schema()`):
+             allowed values, minimum, maximum, pattern.
+  3. relate  the rows to the tables accepted before and to the clock (`data_contracts.rules`):
+             duplicate keys, unknown ids, future dates, Decree 156/2025 lending limits.
+A row may break several rules; all of them are recorded. Tables are ingested parents first, so a
+reference is checked against the rows actually accepted.
+
+Problems with a whole file (missing, unreadable, both CSV and Parquet, a contract column absent)
+raise `IngestError` before anything is written.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import unicodedata
+import warnings
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pa_arrow
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from data_contracts import rules
+from data_contracts.contracts import CONTRACTS, Contract, Field
+from data_contracts.rules import issues, number, show
+
+# Parents before children: a reference is checked against the rows already accepted.
+TABLE_ORDER = ("cooperatives", "members", "transactions", "e_invoices", "loan_applications",
+               "loans", "repayments", "true_pd")
+OPTIONAL_TABLES = frozenset({"true_pd"})  # only the synthetic generator knows the true PD
+assert set(TABLE_ORDER) == set(CONTRACTS)
+
+# Written in a raw cell, these mean "no value" (the usual spreadsheet and database spellings).
+ABSENT_TOKENS = ("", "NA", "N/A", "n/a", "NULL", "null", "None", "none", "nan", "NaN", "#N/A")
+BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+QUARANTINE_EXTRA = ("source_row", "rule", "reason")
+REPORT_FILE = "ingest_report.json"
+# Text is held as Arrow strings (pandas 3's default `str`): ten million ids stay compact and
+# compare, hash and write at Arrow speed instead of as ten million Python objects.
+TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
+EXACT_FLOAT_INT = 2 ** 53  # beyond this a number read as floating point is no longer exact
+
+
+class IngestError(Exception):
+    """A whole input file is unusable; the message says what was wrong and what to do."""
+
+
+@dataclass
+class TableReport:
+    table: str
+    source: Path
+    input_rows: int
+    accepted: int
+    quarantined: int
+    reasons: dict[str, int]  # rule -> rows quarantined for it (a row may count under several)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.input_rows == self.accepted + self.quarantined
+
+
+@dataclass
+class IngestReport:
+    tables: list[TableReport]
+    received_at: datetime | None = None
+
+    @property
+    def reconciles(self) -> bool:
+        return all(t.reconciles for t in self.tables)
+
+    def table(self, name: str) -> TableReport:
+        for t in self.tables:
+            if t.table == name:
+                return t
+        raise KeyError(f"no table {name!r} in this ingest (an optional table not delivered?)")
+
+    def as_rows(self) -> list[dict]:
+        return [{"table": t.table, "source": t.source.name, "input_rows": t.input_rows,
+                 "accepted": t.accepted, "quarantined": t.quarantined,
+                 "reasons": ", ".join(f"{rule}: {n}" for rule, n in t.reasons.items())}
+                for t in self.tables]
+
+    def to_json(self) -> dict:
+        return {"received_at": None if self.received_at is None else str(self.received_at),
+                "reconciles": self.reconciles,
+                "tables": [{**asdict(t), "source": str(t.source), "reconciles": t.reconciles}
+                           for t in self.tables]}
+
+
+def ingest(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, received_at: datetime | None = None,
+           progress: Callable[[str, float], None] | None = None) -> IngestReport:
+    """Ingest every contract table from `raw_dir`; write accepted rows to `clean_dir` and refused
+    rows to `quarantine_dir` (both `<table>.parquet`, always written, empty when nothing), plus
+    `quarantine_dir/ingest_report.json`.
+
+    `received_at` is when the data arrived (default now): anything dated at or after it is refused.
+    A naive datetime is read as Asia/Ho_Chi_Minh local time, like the data.
+    """
+    raw_dir, clean_dir, quarantine_dir = Path(raw_dir), Path(clean_dir), Path(quarantine_dir)
+    progress = progress or (lambda message, fraction: None)
+    now = rules.local_time(received_at)
+    sources = locate_sources(raw_dir)  # every file-level problem is raised here, before any write
+    clean_dir.mkdir(parents=True, exist_ok=True)
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+
+    accepted: dict[str, pd.DataFrame] = {}
+    reports: list[TableReport] = []
+    for i, table in enumerate(TABLE_ORDER):
+        progress(f"ingesting {table}", i / len(TABLE_ORDER))
+        source = sources[table]
+        if source is None:  # an optional table not delivered: leave no stale output behind
+            for stale in (clean_dir / f"{table}.parquet", quarantine_dir / f"{table}.parquet"):
+                stale.unlink(missing_ok=True)
+            continue
+        clean, report = ingest_table(table, source, accepted, now, clean_dir, quarantine_dir)
+        accepted[table] = clean
+        reports.append(report)
+
+    report = IngestReport(reports, received_at=now.to_pydatetime())
+    _write_atomically(quarantine_dir / REPORT_FILE,
+                      lambda path: path.write_text(json.dumps(report.to_json(), indent=2,
+                                                              ensure_ascii=False)))
+    progress("done", 1.0)
+    return report
+
+
+def ingest_table(table: str, source: Path, accepted: dict[str, pd.DataFrame], now: pd.Timestamp,
+                 clean_dir: Path, quarantine_dir: Path) -> tuple[pd.DataFrame, TableReport]:
+    """One table: parse, check, relate, then write the accepted and the quarantined rows."""
+    contract = CONTRACTS[table]
+    raw = read_raw(source)
+    parsed, parse_issues = parse_table(raw, contract)
+    found = pd.concat([parse_issues, check_values(parsed, contract),
+                       rules.cross_table_issues(table, parsed, accepted, now)], ignore_index=True)
+    verdict = per_row_verdict(found)
+
+    refused = np.zeros(len(raw), dtype=bool)
+    refused[verdict.index.to_numpy()] = True
+    clean = to_contract_dtypes(parsed.loc[~refused], contract)
+    quarantine = quarantine_rows(raw, verdict)
+
+    report = TableReport(
+        table=table, source=source, input_rows=len(raw), accepted=len(clean),
+        quarantined=len(quarantine),
+        reasons=found.drop_duplicates(["row", "rule"])["rule"].value_counts().sort_index().to_dict())
+    if not report.reconciles:  # impossible by construction: a bug here must be loud
+        raise RuntimeError(f"ingest bug: {table} has {report.input_rows} input rows but "
+                           f"{report.accepted} accepted + {report.quarantined} quarantined")
+
+    _write_atomically(clean_dir / f"{table}.parquet", lambda p: pq.write_table(as_arrow(clean), p))
+    _write_atomically(quarantine_dir / f"{table}.parquet", lambda p: pq.write_table(quarantine, p))
+    return clean, report
+
+
+# ---- finding and reading the files ------------------------------------------------------------
+
+def locate_sources(raw_dir: Path) -> dict[str, Path | None]:
+    """The file of every table, after checking each one exists once and has the contract columns."""
+    if not raw_dir.is_dir():
+        raise IngestError(f"raw data folder {raw_dir} does not exist; generate or copy the "
+                          f"platform export there first")
+    sources: dict[str, Path | None] = {}
+    for table in TABLE_ORDER:
+        found = [p for p in (raw_dir / f"{table}.parquet", raw_dir / f"{table}.csv") if p.exists()]
+        if len(found) > 1:
+            raise IngestError(f"both {found[0].name} and {found[1].name} are in {raw_dir}: keep "
+                              f"exactly one file per table so there is no doubt which one is ingested")
+        if not found and table not in OPTIONAL_TABLES:
+            raise IngestError(f"table {table!r} is missing: expected {table}.parquet or {table}.csv "
+                              f"in {raw_dir}")
+        sources[table] = found[0] if found else None
+        if found:
+            check_columns(table, found[0], read_header(found[0]))
+    return sources
+
+
+def read_header(path: Path) -> list[str]:
+    try:
+        if path.suffix == ".parquet":
+            return list(pq.read_schema(path).names)
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, pa_arrow.ArrowException) as e:
+        raise IngestError(f"cannot read {path}: {e}. Re-export it as Parquet or UTF-8 CSV") from e
+    if not header:
+        raise IngestError(f"{path} is empty: a CSV file needs a header line with the column names")
+    return header
+
+
+def check_columns(table: str, path: Path, columns: list[str]) -> None:
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise IngestError(f"{path.name} has the column(s) {repeated} more than once; "
+                          f"each column must appear exactly once")
+    missing = [c for c in CONTRACTS[table].columns if c not in columns]
+    if missing:
+        raise IngestError(f"table {table!r} ({path.name}) is missing the required column(s) "
+                          f"{missing}; columns found: {columns}. Rename or add them to match the "
+                          f"contract in data_contracts/contracts.py")
+    clashing = [c for c in QUARANTINE_EXTRA if c in columns]
+    if clashing:
+        raise IngestError(f"{path.name} has column(s) {clashing}, which the quarantine file adds "
+                          f"itself; rename them in the export")
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """The file as delivered, one row per input row, numbered from 0 (the `source_row`).
+
+    CSV cells are read as text, exactly as written, so the quarantine keeps the original values;
+    Parquet keeps its own types (integers with nulls stay integers).
+    """
+    try:
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            frame = table.to_pandas(types_mapper=_pandas_type, ignore_metadata=True)
+        else:
+            header = read_header(path)
+            table = pa_csv.read_csv(
+                path,
+                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={c: pa_arrow.string() for c in header},
+                    strings_can_be_null=False, quoted_strings_can_be_null=False))
+            frame = table.to_pandas(types_mapper=_pandas_type)
+    except (OSError, pa_arrow.ArrowException) as e:
+        raise IngestError(f"cannot read {path}: {e}. Fix or re-export the file "
+                          f"(Parquet, or UTF-8 CSV with the same number of fields on every line)") from e
+    return frame.reset_index(drop=True)
+
+
+def _pandas_type(arrow_type):
+    if pa_arrow.types.is_signed_integer(arrow_type):
+        return pd.Int64Dtype()  # a null in an integer column must not turn it into floats
+    if pa_arrow.types.is_string(arrow_type) or pa_arrow.types.is_large_string(arrow_type):
+        return TEXT
+    return None
+
+
+# ---- step 1: parse every column to its contract type ------------------------------------------
+
+def parse_table(raw: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The contract columns parsed to their types (NA where absent or unreadable), and the issues."""
+    parsed, found = {}, []
+    for f in contract.fields:
+        column = raw[f.name]
+        absent = is_absent(column)
+        values, problems = PARSERS[f.dtype](column, absent, f)
+        parsed[f.name] = values
+        if not f.nullable and absent.any():
+            found.append(issues(np.flatnonzero(absent), "missing",
+                                f"{f.name} is empty but required"))
+        for bad, rule, expected in problems:
+            rows = np.flatnonzero(bad)
+            if len(rows):
+                found.append(issues(rows, rule, f"{f.name}=" + show(column.iloc[rows]).to_numpy()
+                                    + f" {expected}"))
+    frame = pd.DataFrame(parsed, index=raw.index)
+    return frame, (pd.concat(found, ignore_index=True) if found else rules.no_issues())
+
+
+def is_absent(column: pd.Series) -> np.ndarray:
+    """True where no value was given: null, empty or blank text, or a usual 'no value' token."""
+    absent = column.isna().to_numpy()
+    if _is_text(column):
+        absent |= column.isin(ABSENT_TOKENS).to_numpy()
+        absent |= column.str.isspace().eq(True).to_numpy()
+    return absent
+
+
+def _is_text(column: pd.Series) -> bool:
+    return isinstance(column.dtype, pd.StringDtype) or (
+        column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) == "string")
+
+
+Problems = list[tuple[np.ndarray, str, str]]  # (rows that are bad, rule, what a good value is)
+
+
+def parse_text(column: pd.Series, absent: np.ndarray, f: Field) -> tuple[pd.Series, Problems]:
+    """Text is kept as written, except that vocabulary with Vietnamese letters is put in Unicode
+    NFC form (the same letters, one encoding), so 'Hà Nội' typed on any device matches."""
+    values = column.astype(TEXT) if _is_text(column) else column.astype(str).astype(TEXT)
+    if absent.any():
+        values = values.where(~absent)
+    if f.allowed is not None and not all(str(a).isascii() for a in f.allowed):
+        codes, uniques = pd.factorize(values)
+        nfc = np.array([unicodedata.normalize("NFC", u) for u in uniques] + [None], dtype=object)
+        values = pd.Series(nfc[codes], index=column.index, dtype=TEXT)  # code -1 (absent) -> NA
+    return values, []
+
+
+def parse_integer(column: pd.Series, absent: np.ndarray, f: Field) -> tuple[pd.Series, Problems]:
+    """Whole numbers only: 1.5 is refused, never rounded; so is anything too large to be exact."""
+    number_ = _to_number(column, absent)
+    if pd.api.types.is_signed_integer_dtype(number_.dtype):
+        values = number_.astype("Int64")
+        return values, [(values.isna().to_numpy() & ~absent, "not_a_number", "is not a number")]
+    x = number_.to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(x)
+    fractional = finite & (x != np.floor(x))
+    too_large = finite & ~fractional & (np.abs(x) >= EXACT_FLOAT_INT)
+    ok = finite & ~fractional & ~too_large
+    values = pd.Series(pd.arrays.IntegerArray(np.where(ok, x, 0).astype(np.int64), ~ok),
+                       index=column.index)
+    return values, [(~finite & ~absent, "not_a_number", "is not a number"),
+                    (fractional, "not_whole_number", "is not a whole number" + (f" of {f.unit}" if f.unit else "")),
+                    (too_large, "out_of_range", "is too large to be a plausible value")]
+
+
+def parse_float(column: pd.Series, absent: np.ndarray, f: Field) -> tuple[pd.Series, Problems]:
+    x = _to_number(column, absent).to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(x)
+    values = pd.Series(np.where(finite, x, np.nan), index=column.index)
+    return values, [(~finite & ~absent, "not_a_number", "is not a finite number")]
+
+
+def _to_number(column: pd.Series, absent: np.ndarray) -> pd.Series:
+    if pd.api.types.is_bool_dtype(column):  # True is not a quantity: refuse rather than count 1
+        column = column.astype(str)
+    if absent.any():
+        column = column.where(~absent)
+    return pd.to_numeric(column, errors="coerce", dtype_backend="numpy_nullable")
+
+
+def parse_bool(column: pd.Series, absent: np.ndarray, f: Field) -> tuple[pd.Series, Problems]:
+    """true/false, yes/no, 1/0 in any case; anything else is refused, never guessed."""
+    if pd.api.types.is_bool_dtype(column):
+        values = column.astype("boolean")
+    else:
+        words = column.where(~absent).astype(str).str.strip().str.lower()
+        values = words.map(BOOL_WORDS).astype("boolean")
+    return values, [(values.isna().to_numpy() & ~absent, "not_a_bool",
+                     "is not true/false (also accepted: yes/no, 1/0)")]
+
+
+def parse_datetime(column: pd.Series, absent: np.ndarray, f: Field) -> tuple[pd.Series, Problems]:
+    """ISO 8601 only (never a guess between day-first and month-first). Values with a UTC offset
+    are converted to Asia/Ho_Chi_Minh local time; values without one are local time already."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        stamps = _naive_local(column)
+    else:
+        if not (column.dtype == object or _is_text(column)):
+            column = column.astype(str)  # e.g. 20250101 stored as a number: read the text it is
+        stamps = _parse_iso(column.where(~absent))
+    stamps, out_of_range = _to_nanoseconds(stamps)
+    unreadable = stamps.isna().to_numpy() & ~absent & ~out_of_range
+    if f.dtype == "timestamp":
+        return stamps, [(unreadable, "not_a_timestamp", "is not an ISO timestamp "
+                                                        "(YYYY-MM-DDTHH:MM:SS, optional UTC offset)"),
+                        (out_of_range, "not_a_timestamp", "is outside the years 1678-2261")]
+    has_time = (stamps.notna() & (stamps != stamps.dt.normalize())).to_numpy()
+    stamps = stamps.where(~has_time)
+    return stamps, [(unreadable, "not_a_date", "is not an ISO date (YYYY-MM-DD)"),
+                    (out_of_range, "not_a_date", "is outside the years 1678-2261"),
+                    (has_time, "not_a_date", "has a time of day where a date (YYYY-MM-DD) is expected")]
+
+
+OFFSET_AT_END = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _parse_iso(text: pd.Series) -> pd.Series:
+    if pd.api.types.infer_dtype(text, skipna=True) in ("date", "datetime", "datetime64"):
+        return pd.to_datetime(text, errors="coerce")  # Parquet dates arrive as date objects
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns on mixed offsets; handled below
+        try:
+            stamps = pd.to_datetime(text, errors="coerce", format="ISO8601")
+        except (ValueError, TypeError):
+            stamps = None
+    if stamps is not None and stamps.dtype == "datetime64[ns]":
+        return stamps  # the usual case: no offsets anywhere
+    # Some values carry an offset. pandas would lend it to the values without one, so read the
+    # two kinds apart: offset -> convert to local time; no offset -> already local time.
+    with_offset = text.str.contains(OFFSET_AT_END, regex=True, na=False).to_numpy()
+    local = pd.to_datetime(text.where(~with_offset), errors="coerce", format="ISO8601")
+    converted = pd.to_datetime(text.where(with_offset), errors="coerce", format="ISO8601", utc=True)
+    converted = converted.dt.tz_convert(rules.LOCAL_TZ).dt.tz_localize(None)
+    return local.where(~with_offset, converted)
+
+
+def _naive_local(stamps: pd.Series) -> pd.Series:
+    if getattr(stamps.dtype, "tz", None) is not None:
+        return stamps.dt.tz_convert(rules.LOCAL_TZ).dt.tz_localize(None)
+    return stamps
+
+
+def _to_nanoseconds(stamps: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """datetime64[ns], the contracts' type; values it cannot hold are marked out of range."""
+    if stamps.dtype == "datetime64[ns]":
+        return stamps, np.zeros(len(stamps), dtype=bool)
+    lo, hi = pd.Timestamp.min, pd.Timestamp.max
+    out_of_range = ((stamps < lo) | (stamps > hi)).to_numpy()
+    return stamps.where(~out_of_range).astype("datetime64[ns]"), out_of_range
+
+
+PARSERS = {"str": parse_text, "int64": parse_integer, "float64": parse_float, "bool": parse_bool,
+           "date": parse_datetime, "timestamp": parse_datetime}
+
+
+# ---- step 2: the contract's checks on the parsed values ---------------------------------------
+
+CHECK_RULES = {"isin": "not_allowed", "greater_than_or_equal_to": "below_minimum",
+               "less_than_or_equal_to": "above_maximum", "str_matches": "bad_format"}
+
+
+def check_values(parsed: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """Run the contract's pandera checks and turn each failure into an issue for its row.
+
+    Types were settled in step 1 and absent values reported there, so the schema used here is the
+    contract's own with its checks only (no coercion, nulls skipped): every failure then has a row.
+    """
+    schema = pa.DataFrameSchema(
+        {name: pa.Column(checks=column.checks, nullable=True, name=name)
+         for name, column in contract.schema().columns.items() if column.checks},
+        name=contract.table)
+    try:
+        schema.validate(parsed[list(schema.columns)], lazy=True)
+        return rules.no_issues()
+    except pa.errors.SchemaErrors as e:
+        failures = e.failure_cases
+    if failures["index"].isna().any():  # step 1 should make this impossible
+        raise RuntimeError(f"ingest bug: pandera failures without a row in {contract.table}:\n"
+                           f"{failures[failures['index'].isna()].to_string()}")
+    found = []
+    check_name = failures["check"].astype(str).str.split("(").str[0]
+    for (column, check), cases in failures.groupby([failures["column"], check_name], sort=False):
+        rows = cases["index"].to_numpy(dtype=np.int64)
+        f = contract.field(column)
+        found.append(issues(rows, CHECK_RULES.get(check, check),
+                            f"{column}=" + show(parsed.loc[rows, column]).to_numpy()
+                            + " " + _what_was_expected(f, check)))
+    return pd.concat(found, ignore_index=True)
+
+
+def _what_was_expected(f: Field, check: str) -> str:
+    unit = f" {f.unit}" if f.unit and not f.unit.startswith("ISO") else ""
+    if check == "isin":
+        allowed = [str(a) for a in f.allowed]
+        listed = ", ".join(allowed[:10]) + (f", ... ({len(allowed)} in all, see "
+                                            f"data_contracts/vocabulary.py)" if len(allowed) > 10 else "")
+        return f"is not one of the allowed values: {listed}"
+    if check == "greater_than_or_equal_to":
+        return f"is below the minimum {number(f.min)}{unit}"
+    if check == "less_than_or_equal_to":
+        return f"is above the maximum {number(f.max)}{unit}"
+    if check == "str_matches":
+        return f"does not have the expected form {f.pattern}"
+    return f"fails the check {check}"
+
+
+# ---- outcome: one verdict per refused row -----------------------------------------------------
+
+def per_row_verdict(found: pd.DataFrame) -> pd.DataFrame:
+    """One line per refused row (indexed by source row): its rule codes and reasons, '; '-joined,
+    in the order they were found (parse, check, cross-table)."""
+    if found.empty:
+        return pd.DataFrame({"rule": [], "reason": []}, index=pd.Index([], dtype=np.int64),
+                            dtype=object)
+    found = found.sort_values("row", kind="stable")
+    several = found["row"].duplicated(keep=False).to_numpy()
+    single = found[~several].set_index("row")[["rule", "reason"]]
+    if not several.any():
+        return single
+    grouped = found[several].groupby("row", sort=False)
+    joined = pd.DataFrame({"rule": grouped["rule"].agg(lambda r: "; ".join(dict.fromkeys(r))),
+                           "reason": grouped["reason"].agg("; ".join)})
+    return pd.concat([single, joined]).sort_index()
+
+
+def to_contract_dtypes(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+    """The accepted rows with exactly the contract's types: nothing may be missing any more."""
+    out = {}
+    for f in contract.fields:
+        column = frame[f.name]
+        if f.dtype in ("int64", "bool"):
+            column = column.astype(f.dtype)  # raises if a value is still missing: a bug
+        elif f.dtype == "str":
+            column = column.astype(TEXT)
+        out[f.name] = column
+    clean = pd.DataFrame(out).reset_index(drop=True)
+    for f in contract.fields:
+        if clean[f.name].dtype != (TEXT if f.dtype == "str" else f.pandera_dtype()):
+            raise RuntimeError(f"ingest bug: {contract.table}.{f.name} has dtype "
+                               f"{clean[f.name].dtype}, the contract says {f.dtype}")
+        if not f.nullable and clean[f.name].isna().any():
+            raise RuntimeError(f"ingest bug: {contract.table}.{f.name} accepted an empty value")
+    return clean
+
+
+def as_arrow(clean: pd.DataFrame) -> pa_arrow.Table:
+    """The clean table for Parquet, without pandas' dtype notes: any reader then gets the plain
+    contract types (text as str, int64, bool, float64, timestamps in ns)."""
+    return pa_arrow.Table.from_pandas(clean, preserve_index=False).replace_schema_metadata(None)
+
+
+def quarantine_rows(raw: pd.DataFrame, verdict: pd.DataFrame) -> pa_arrow.Table:
+    """The refused rows with every raw column as text, as delivered, then source_row, rule, reason."""
+    rows = verdict.index.to_numpy(dtype=np.int64)
+    refused = raw.iloc[rows]
+    columns = {c: pa_arrow.array(_as_text(refused[c]), type=pa_arrow.string()) for c in raw.columns}
+    columns["source_row"] = pa_arrow.array(rows, type=pa_arrow.int64())
+    columns["rule"] = pa_arrow.array(verdict["rule"].tolist(), type=pa_arrow.string())
+    columns["reason"] = pa_arrow.array(verdict["reason"].tolist(), type=pa_arrow.string())
+    return pa_arrow.table(columns)
+
+
+def _as_text(column: pd.Series) -> list:
+    return [None if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v))
+            else v if isinstance(v, str) else str(v)
+            for v in column.astype(object)]
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write next to the target, then rename: a reader never sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,38 @@
+"""Shared fixtures: one small but real data set, ingested and trained once per test session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from coopscore.paths import Paths
+
+SMALL_MEMBERS = 3000
+SMALL_COOPERATIVES = 150
+
+
+@pytest.fixture(scope="session")
+def pipeline_home(tmp_path_factory) -> Paths:
+    """generate -> ingest -> features snapshot -> train both models, in a temporary COOPSCORE_HOME."""
+    from coopscore.synthetic import generate
+    from data_contracts.ingest import ingest
+    from features.snapshot import build_snapshot
+    from training.train import train_subject
+
+    home = tmp_path_factory.mktemp("coopscore-home")
+    paths = Paths(home)
+    os.environ["COOPSCORE_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    generate(paths.raw, members=SMALL_MEMBERS, cooperatives=SMALL_COOPERATIVES, seed=11)
+    report = ingest(paths.raw, paths.clean, paths.quarantine)
+    assert all(t.reconciles for t in report.tables)
+    build_snapshot(paths.clean, paths.features)
+    for subject in ("member", "cooperative"):
+        train_subject(paths, subject)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def clean_dir(pipeline_home) -> Path:
+    return pipeline_home.clean

@@ -1,0 +1,297 @@
+"""The synthetic generator: conforms to the contracts, is coherent across tables, deterministic, and
+carries the signal (latent, seasons, labels) and the dirt it promises."""
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from coopscore.synthetic import HARVEST_MONTHS, generate
+from data_contracts import vocabulary as v
+from data_contracts.contracts import CONTRACTS
+
+MEMBERS = 1500
+SEED = 7
+START, MONTHS = date(2022, 1, 1), 48
+END = pd.Timestamp(START) + pd.DateOffset(months=MONTHS)
+
+
+def read(out: Path) -> dict[str, pd.DataFrame]:
+    return {t: pd.read_parquet(out / f"{t}.parquet") for t in CONTRACTS}
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    steps = []
+    out = tmp_path_factory.mktemp("synthetic-clean")
+    summary = generate(out, members=MEMBERS, seed=SEED, progress=lambda s, f: steps.append((s, f)))
+    return summary, read(out), steps
+
+
+@pytest.fixture(scope="module")
+def clean(clean_run) -> dict[str, pd.DataFrame]:
+    return clean_run[1]
+
+
+@pytest.fixture(scope="module")
+def dirty_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic-dirty")
+    summary = generate(out, members=MEMBERS, seed=SEED, dirty=True)
+    return summary, read(out)
+
+
+# --- contracts and integrity ----------------------------------------------------------------
+@pytest.mark.parametrize("table", list(CONTRACTS))
+def test_every_table_validates_against_its_contract(clean, table):
+    df = clean[table]
+    assert len(df) > 0
+    CONTRACTS[table].schema().validate(df, lazy=True)
+    assert list(df.columns) == CONTRACTS[table].columns
+
+
+def test_summary_counts_rows_and_reports_no_dirt(clean_run):
+    summary, tables, steps = clean_run
+    assert summary.rows == {t: len(df) for t, df in tables.items()}
+    assert summary.dirt == {}
+    assert summary.rows["members"] == MEMBERS
+    assert summary.rows["cooperatives"] == max(5, MEMBERS // 250)
+    fractions = [f for _, f in steps]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(steps) >= 5
+
+
+def test_keys_are_unique(clean):
+    for table, contract in CONTRACTS.items():
+        assert not clean[table].duplicated(list(contract.key)).any(), table
+
+
+def test_every_reference_points_to_an_existing_row(clean):
+    members = set(clean["members"].member_id)
+    coops = set(clean["cooperatives"].cooperative_id)
+    assert set(clean["members"].cooperative_id) <= coops
+    for table in ("transactions", "e_invoices", "loan_applications", "loans"):
+        df = clean[table]
+        is_member = df.entity_type == "member"
+        assert df.entity_id[is_member].isin(members).all(), table
+        assert df.entity_id[~is_member].isin(coops).all(), table
+    apps = set(clean["loan_applications"].application_id)
+    assert set(clean["loans"].application_id) == apps  # every application is disbursed, once
+    assert set(clean["true_pd"].application_id) == apps
+    assert set(clean["repayments"].loan_id) <= set(clean["loans"].loan_id)
+
+
+def test_time_stays_inside_the_data_period(clean):
+    for table, column in (("transactions", "ts"), ("e_invoices", "issued_at"),
+                          ("loan_applications", "application_date"), ("loans", "disbursal_date"),
+                          ("repayments", "month")):
+        assert clean[table][column].max() < END, table
+        assert clean[table][column].min() >= pd.Timestamp(START), table
+    assert (clean["cooperatives"].founding_date < pd.Timestamp(START) - pd.DateOffset(years=2)).all()
+    for table, column in (("cooperatives", "founding_date"), ("members", "join_date"),
+                          ("loan_applications", "application_date"), ("loans", "disbursal_date")):
+        assert (clean[table][column] == clean[table][column].dt.normalize()).all(), table
+    assert (clean["repayments"].month.dt.is_month_end).all()
+
+
+def test_counterparty_is_null_exactly_for_cash(clean):
+    tx = clean["transactions"]
+    assert (tx.counterparty_hash.isna() == (tx.channel == "cash")).all()
+    assert tx.counterparty_hash.dropna().str.fullmatch(r"[0-9a-f]{16}").all()
+
+
+# --- the shape of the population --------------------------------------------------------------
+def test_members_cooperatives_and_protected_attributes(clean):
+    members, coops = clean["members"], clean["cooperatives"]
+    same_province = members.merge(coops, on="cooperative_id", suffixes=("", "_coop"))
+    assert (same_province.province == same_province.province_coop).mean() > 0.8
+    assert set(members.member_type) == set(v.MEMBER_TYPES)
+    region = members.province.map(v.REGION_OF_PROVINCE)
+    hills = region.isin(["north_mountain", "highlands"])
+    assert members.mountainous_commune[hills].mean() > 3 * members.mountainous_commune[~hills].mean()
+    assert members.ethnic_minority[hills].mean() > 3 * members.ethnic_minority[~hills].mean()
+
+
+def test_applications_have_history_before_and_an_outcome_window_after(clean):
+    apps = clean["loan_applications"]
+    members = clean["members"]
+    assert apps.application_date.min() >= pd.Timestamp(START) + pd.DateOffset(months=12)
+    assert (apps.application_date + pd.DateOffset(months=12)).max() < END
+    m_apps = apps[apps.entity_type == "member"]
+    assert 0.25 <= m_apps.entity_id.nunique() / len(members) <= 0.36
+    assert (m_apps.groupby("entity_id").size() > 1).any()  # some borrowers come back
+    per_coop = apps[apps.entity_type == "cooperative"].groupby("entity_id").size()
+    assert per_coop.between(1, 3).all()
+    joined = members.set_index("member_id").join_date
+    first = m_apps.groupby("entity_id").application_date.min()
+    history_from = joined[first.index].clip(lower=pd.Timestamp(START))
+    assert (first >= history_from + pd.DateOffset(months=12)).all()
+    limits = apps.entity_id.map(members.set_index("member_id").member_type).fillna("cooperative")
+    assert (apps.requested_amount_vnd <= limits.map(v.UNSECURED_LIMIT_VND)).all()
+
+
+def test_same_seed_same_data_other_seed_other_data(tmp_path):
+    a = generate(tmp_path / "a", members=300, seed=3)
+    b = generate(tmp_path / "b", members=300, seed=3)
+    c = generate(tmp_path / "c", members=300, seed=4)
+    for table in CONTRACTS:
+        pd.testing.assert_frame_equal(pd.read_parquet(a.out_dir / f"{table}.parquet"),
+                                      pd.read_parquet(b.out_dir / f"{table}.parquet"))
+    tx_a = pd.read_parquet(a.out_dir / "transactions.parquet")
+    tx_c = pd.read_parquet(c.out_dir / "transactions.parquet")
+    assert len(tx_a) != len(tx_c) or not tx_a.amount_vnd.equals(tx_c.amount_vnd)
+
+
+# --- labels and the true PD -------------------------------------------------------------------
+def test_label_agrees_with_repayments(clean):
+    """default_12m == 1 iff some month-end within 12 months of the application is 91+ days late."""
+    apps = clean["loan_applications"].merge(clean["loans"][["loan_id", "application_id"]])
+    rep = clean["repayments"].merge(apps[["loan_id", "application_date", "default_12m"]])
+    inside = (rep.month > rep.application_date) & (
+        rep.month <= rep.application_date + pd.DateOffset(months=12))
+    worst = rep[inside].groupby("loan_id").days_past_due.max()
+    seen = apps.set_index("loan_id").default_12m
+    assert worst.index.equals(worst.index.intersection(seen.index))
+    assert ((worst.reindex(seen.index).fillna(0) >= v.DEFAULT_DAYS_PAST_DUE) == (seen == 1.0)).all()
+    # non-defaulters are sometimes late, never 91 days
+    good = rep[rep.default_12m == 0.0]
+    assert good.days_past_due.between(1, 90).any()
+
+
+def test_repayment_amounts_are_consistent(clean):
+    loans = clean["loans"].set_index("loan_id")
+    rep = clean["repayments"]
+    first = rep.groupby("loan_id").month.min()
+    expected_first = (loans.disbursal_date[first.index] + pd.offsets.MonthEnd(0)
+                      + pd.offsets.MonthEnd(1))
+    assert (first == expected_first).all()
+    months = rep.groupby("loan_id").size()
+    label = loans.application_id.map(
+        clean["loan_applications"].set_index("application_id").default_12m)
+    repaying = months.index[label[months.index] == 0.0]
+    assert (months[repaying] <= loans.term_months[repaying]).all()  # no rows after the term ends
+    on_time = rep[(rep.days_past_due == 0) & (rep.amount_due_vnd > 0)]
+    assert (on_time.amount_paid_vnd >= on_time.amount_due_vnd).all()
+
+
+def test_true_pd_separates_defaults_and_default_rate_is_realistic(clean):
+    apps = clean["loan_applications"].merge(clean["true_pd"])
+    auc = roc_auc_score(apps.default_12m, apps.true_pd)
+    assert 0.75 <= auc <= 0.93
+    members = apps[apps.entity_type == "member"]
+    assert 0.03 <= members.default_12m.mean() <= 0.10
+    assert abs(members.true_pd.mean() - members.default_12m.mean()) < 0.03
+
+
+def test_protected_attributes_do_not_drive_the_true_pd(clean):
+    apps = clean["loan_applications"].merge(clean["true_pd"])
+    apps = apps.merge(clean["members"], left_on="entity_id", right_on="member_id")
+    by_gender = apps.groupby("household_head_gender").true_pd.mean()
+    assert 0.75 < by_gender["female"] / by_gender["male"] < 1.33
+
+
+def test_latent_creditworthiness_shows_in_behaviour(clean):
+    """Defaulters sold less, less of it on e-invoices or cash registers, and cancelled more invoices
+    in the year before they applied."""
+    apps = clean["loan_applications"][["application_id", "entity_id", "application_date",
+                                       "default_12m"]]
+    tx = clean["transactions"]
+    sales = apps.merge(tx[tx.category == "sales"][["entity_id", "ts", "amount_vnd", "channel"]])
+    sales = sales[(sales.ts < sales.application_date)
+                  & (sales.ts >= sales.application_date - pd.Timedelta(days=365))]
+    sales["formal"] = sales.amount_vnd.where(sales.channel.isin(["e_invoice", "cash_register"]), 0)
+    per_app = sales.groupby(["application_id", "default_12m"])[["amount_vnd", "formal"]].sum()
+    per_app = per_app.reset_index()
+    per_app["formal_share"] = per_app.formal / per_app.amount_vnd
+    by_label = per_app.groupby("default_12m")
+    assert by_label.amount_vnd.median()[1.0] < 0.9 * by_label.amount_vnd.median()[0.0]
+    assert by_label.formal_share.mean()[1.0] < 0.75 * by_label.formal_share.mean()[0.0]
+    invoices = apps.merge(clean["e_invoices"][["entity_id", "issued_at", "status"]])
+    invoices = invoices[invoices.issued_at < invoices.application_date]
+    cancelled = invoices.status.eq("cancelled").groupby(invoices.default_12m).mean()
+    assert cancelled[1.0] > 1.2 * cancelled[0.0]
+
+
+# --- seasons and channels ---------------------------------------------------------------------
+def _monthly_sales(clean, sectors) -> pd.DataFrame:
+    tx = clean["transactions"]
+    members = clean["members"][clean["members"].business_sector.isin(sectors)]
+    sales = tx[(tx.category == "sales") & tx.entity_id.isin(members.member_id)]
+    sales = sales.merge(members[["member_id", "province"]], left_on="entity_id", right_on="member_id")
+    sales["region"] = sales.province.map(v.REGION_OF_PROVINCE)
+    sales["month"] = sales.ts.dt.month
+    return sales
+
+
+def test_harvest_months_sell_more(clean):
+    sales = _monthly_sales(clean, ["crop_farming", "aquaculture"])
+    harvest = {(r, m) for r, months in HARVEST_MONTHS.items() for m in months}
+    sales["harvest"] = [(r, m) in harvest for r, m in zip(sales.region, sales.month)]
+    per_month = sales.groupby(["region", "month", "harvest"]).amount_vnd.sum().reset_index()
+    mean = per_month.groupby("harvest").amount_vnd.mean()
+    assert mean[True] > 1.4 * mean[False]
+
+
+def test_tet_shopping_month_sells_more(clean):
+    sales = _monthly_sales(clean, ["retail", "services", "handicraft", "livestock"])
+    per_month = sales.groupby("month").amount_vnd.sum()
+    assert per_month[1] > 1.3 * per_month.loc[3:11].mean()  # the weeks before Tet fall in January
+
+
+def test_e_invoices_and_cash_registers_grow(clean):
+    tx = clean["transactions"]
+    sales = tx[(tx.category == "sales") & (tx.entity_type == "member")]
+    formal = sales.channel.isin(["e_invoice", "cash_register"]).groupby(sales.ts.dt.year).mean()
+    assert formal.is_monotonic_increasing and formal.iloc[-1] > formal.iloc[0] + 0.05
+    invoices = clean["e_invoices"]
+    assert set(invoices.status) == set(v.INVOICE_STATUSES)
+    issued = invoices[invoices.status != "cancelled"]
+    assert len(issued) == ((tx.channel == "e_invoice") & (tx.category == "sales")).sum()
+
+
+# --- dirt -------------------------------------------------------------------------------------
+def test_dirty_mode_injects_exactly_the_counted_dirt(dirty_run, clean):
+    summary, dirty = dirty_run
+    dirt = summary.dirt
+    tx, counted = dirty["transactions"], dirt["transactions"]
+    assert 0.005 < sum(counted.values()) / len(clean["transactions"]) < 0.02
+    assert len(tx) == len(clean["transactions"]) + counted["duplicate"]
+    assert tx.transaction_id.duplicated().sum() == counted["duplicate"]
+    assert (tx.amount_vnd < 0).sum() == counted["negative_amount"]
+    assert (tx.amount_vnd > v.ABSURD_AMOUNT_VND).sum() == counted["absurd_amount"]
+    assert (tx.ts >= END).sum() == counted["future_ts"]
+    known = set(dirty["members"].member_id.dropna()) | set(dirty["cooperatives"].cooperative_id)
+    assert (tx.entity_id.notna() & ~tx.entity_id.isin(known)).sum() == counted["unknown_entity"]
+    required = [f.name for f in CONTRACTS["transactions"].fields if not f.nullable]
+    assert tx[required].isna().any(axis=1).sum() == counted["missing"]
+    assert (tx.channel.notna() & ~tx.channel.isin(v.CHANNELS)).sum() == counted["invalid_channel"]
+
+
+def test_dirty_mode_touches_every_table_but_the_true_pd(dirty_run, clean):
+    summary, dirty = dirty_run
+    assert set(summary.dirt) == set(CONTRACTS) - {"true_pd"}
+    for table, kinds in summary.dirt.items():
+        assert all(n > 0 for n in kinds.values()), table
+        assert len(dirty[table]) == len(clean[table]) + kinds.get("duplicate", 0), table
+        assert summary.rows[table] == len(dirty[table])
+        with pytest.raises(Exception):
+            CONTRACTS[table].schema().validate(dirty[table])
+    members = dirty["members"]
+    assert (members.province.notna() & ~members.province.isin(v.PROVINCES)).sum() == \
+        summary.dirt["members"]["province_typo"]
+    assert (~dirty["repayments"].loan_id.isin(set(dirty["loans"].loan_id))).sum() == \
+        summary.dirt["repayments"]["unknown_loan"]
+    apps = dirty["loan_applications"]
+    assert (apps.requested_amount_vnd > v.UNSECURED_LIMIT_VND["cooperative"]).sum() == \
+        summary.dirt["loan_applications"]["over_limit"]
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="first day"):
+        generate(tmp_path, members=100, start=date(2022, 1, 15))
+    with pytest.raises(ValueError, match="months"):
+        generate(tmp_path, members=100, months=12)
+    with pytest.raises(ValueError, match="members"):
+        generate(tmp_path, members=0)
