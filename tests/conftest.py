@@ -9,7 +9,7 @@ import pytest
 from coopscore.paths import Paths
 
 SMALL_MEMBERS = 3000
-SMALL_COOPERATIVES = 150
+SMALL_COOPERATIVES = 1000
 
 
 @pytest.fixture(scope="session")
