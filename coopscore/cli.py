@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from rich.table import Table
 
 from coopscore.paths import Paths, get_paths
 
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # our own progress says what happens
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="coopscore: credit scores for Viet Nam's e-cooperatives.")
 console = Console()
@@ -81,13 +83,16 @@ def ingest(received_at: Optional[datetime] = typer.Option(
                          progress=update)
     except IngestError as exc:
         fail(str(exc))
-    table = Table("table", "input", "accepted", "quarantined", "reconciles", "top reasons",
+    table = Table("table", "input", "accepted", "quarantined", "reconciles",
                   title="ingest: every row accepted or quarantined")
     for t in report.tables:
-        reasons = ", ".join(f"{k} {n:,}" for k, n in sorted(t.reasons.items(), key=lambda kv: -kv[1])[:3])
         table.add_row(t.table, f"{t.input_rows:,}", f"{t.accepted:,}", f"{t.quarantined:,}",
-                      "yes" if t.reconciles else "[red]NO[/]", reasons)
+                      "yes" if t.reconciles else "[red]NO[/]")
     console.print(table)
+    for t in report.tables:
+        if t.reasons:
+            top = sorted(t.reasons.items(), key=lambda kv: -kv[1])[:4]
+            console.print(f"  {t.table}: " + ", ".join(f"{rule} {n:,}" for rule, n in top))
     console.print(f"quarantined rows and their reasons: {paths.quarantine}")
 
 
@@ -127,7 +132,7 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
         except NotEnoughData as exc:
             console.print(f"[yellow]skipped the {s} model:[/] {exc}")
             continue
-        table.add_row(f"coopscore-{s}", result.version, f"{result.oot_auc:.3f}",
+        table.add_row(s, result.version, f"{result.oot_auc:.3f}",
                       "-" if result.true_pd_auc is None else f"{result.true_pd_auc:.3f}",
                       "-" if result.champion_auc_before is None else f"{result.champion_auc_before:.3f}",
                       "yes" if result.promoted else "no", f"{result.seconds:.1f}")
@@ -153,12 +158,14 @@ def serve(port: int = typer.Option(3000, help="HTTP port"),
 
 @app.command()
 def demo(members: int = typer.Option(20_000, help="Members in the demo data set"),
+         cooperatives: int = typer.Option(
+             1_000, help="Cooperatives in the demo data set: enough loan outcomes for a cooperative model"),
          rebuild: bool = typer.Option(False, help="Rebuild every step even if its output exists"),
          port: int = typer.Option(3000), no_serve: bool = typer.Option(False, "--no-serve")) -> None:
     """Run every step (reusing what exists unless --rebuild), then serve."""
     paths = get_paths()
     if rebuild or not (paths.raw / "transactions.parquet").exists():
-        generate(members=members, seed=42, cooperatives=None, dirty=True)
+        generate(members=members, seed=42, cooperatives=cooperatives, dirty=True)
     else:
         console.print(f"reusing generated data in {paths.raw}")
     if rebuild or not (paths.clean / "transactions.parquet").exists():

@@ -4,6 +4,7 @@ Kept apart from the HTTP layer so the CLI, the tests and the service all score t
 """
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -67,7 +68,10 @@ class Scorer:
         self.member_type = dict(zip(members["member_id"], members["member_type"]))
         coops = pd.read_parquet(paths.clean / "cooperatives.parquet", columns=["cooperative_id"])
         self.cooperatives = set(coops["cooperative_id"])
-        self._history_con: duckdb.DuckDBPyConnection | None = None
+        # one DuckDB with views over the accepted data; each serving thread gets its own cursor
+        # (a DuckDB connection is not safe to share between threads, and opening one costs ~20 ms)
+        self._duckdb = engine.connect(paths.clean)
+        self._local = threading.local()
 
     @property
     def ready(self) -> bool:
@@ -95,7 +99,7 @@ class Scorer:
         app = pd.DataFrame({"spine_id": history["spine_id"],
                             "requested_amount_vnd": [request.application.amount_vnd],
                             "term_months": [request.application.term_months]})
-        row = engine.application_features(history, app)
+        row = engine.application_features(history, app, self._cursor())
         return schemas.ScoreResponse(status="scored", **self._decision(loaded.model, row), **base)
 
     # -- steps ----------------------------------------------------------------------------------
@@ -128,12 +132,15 @@ class Scorer:
         if as_of == self.snapshot_date:
             row = self.snapshot.loc[[(subject_type, subject_id)]].reset_index()
             return row
-        if self._history_con is None:
-            self._history_con = engine.connect(self.paths.clean)
         spine = pd.DataFrame({"spine_id": [f"{subject_type}:{subject_id}"],
                               "entity_type": [subject_type], "entity_id": [subject_id],
                               "as_of": [pd.Timestamp(as_of)]})
-        return engine.history_features(self._history_con, spine)
+        return engine.history_features(self._cursor(), spine)
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if not hasattr(self._local, "cursor"):
+            self._local.cursor = self._duckdb.cursor()
+        return self._local.cursor
 
     def _decision(self, model: CreditModel, row: pd.DataFrame) -> dict:
         explanation = model.explain(row)

@@ -1,54 +1,21 @@
 """End to end: the real BentoML server, started on a free port, called over HTTP."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import httpx
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from serving.launcher import start_server, stop_server
+
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(pipeline_home):
-    port = _free_port()
-    env = {**os.environ, "COOPSCORE_HOME": str(pipeline_home.home), "BENTOML_HOME": str(pipeline_home.home / "bentoml")}
-    log = open(pipeline_home.home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:CoopScore",
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {(pipeline_home.home / 'server.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    else:
-        proc.kill()
-        raise RuntimeError("server did not become ready in 180 s")
+    proc, base = start_server(pipeline_home.home)
     with httpx.Client(base_url=base, timeout=30) as client:
         yield client
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")

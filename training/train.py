@@ -24,7 +24,6 @@ import training
 from coopscore.paths import Paths
 from features.catalogue import feature_names
 from training import plots, registry, scaling
-from training.credit_model import CreditModel
 from training.dataset import build_training_set, out_of_time_split
 from training.fit import fit
 
@@ -135,7 +134,7 @@ def _log_model(model, subject: str, example: pd.DataFrame) -> str:
         }, indent=2))
         output = pd.DataFrame({"pd": [0.1], "score": [600.0], "grade": ["A"], "log_odds": [0.0]})
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=CreditModel(),
+            name="model", python_model=str(Path(training.__file__).parent / "model_code.py"),
             artifacts={"booster": str(booster_path), "meta": str(meta_path)},
             code_paths=[str(Path(training.__file__).parent)],
             signature=infer_signature(example, output), input_example=example,
