@@ -132,6 +132,8 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
         except NotEnoughData as exc:
             console.print(f"[yellow]skipped the {s} model:[/] {exc}")
             continue
+        except FileNotFoundError as exc:
+            fail(str(exc))
         table.add_row(s, result.version, f"{result.oot_auc:.3f}",
                       "-" if result.true_pd_auc is None else f"{result.true_pd_auc:.3f}",
                       "-" if result.champion_auc_before is None else f"{result.champion_auc_before:.3f}",
@@ -147,6 +149,8 @@ def serve(port: int = typer.Option(3000, help="HTTP port"),
     paths = get_paths()
     if not (paths.features / "snapshot.json").exists():
         fail("no feature snapshot yet: run `coopscore features` (or `make demo`) first.")
+    if not _has_champion(paths):
+        fail("no champion model in the MLflow registry yet: run `coopscore train` first.")
     console.print(f"scoring API:  http://localhost:{port}/v1/scores")
     console.print(f"API docs:     http://localhost:{port}/v1/docs")
     console.print(f"MLflow UI:    `make mlflow-ui`, then http://localhost:5000 (store {paths.tracking_uri})")
@@ -198,7 +202,7 @@ def docs() -> None:
 def _has_champion(paths: Paths) -> bool:
     from training import registry
 
-    if not (paths.mlflow / "mlflow.db").exists():
+    if "MLFLOW_TRACKING_URI" not in os.environ and not (paths.mlflow / "mlflow.db").exists():
         return False
     registry.use_store(paths)
     return registry.champion_version("member") is not None

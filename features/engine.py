@@ -117,35 +117,54 @@ def _history_sql() -> str:
     return f"""
     WITH
     {_tx_aggregates_sql('spine')},
-    coop_spine AS (  -- the cooperative of each row (a member's, or the cooperative itself)
-      SELECT DISTINCT 'c' || coop_id || '@' || CAST(as_of AS VARCHAR) AS spine_id,
-             'cooperative' AS entity_type, coop_id AS entity_id, as_of
-      FROM (SELECT CASE WHEN s.entity_type = 'member' THEN m.cooperative_id ELSE s.entity_id END
-                   AS coop_id, s.as_of
-            FROM spine s LEFT JOIN members m
-              ON s.entity_type = 'member' AND m.member_id = s.entity_id)
+    -- The cooperative's own health, over the 12 whole months before the as-of month. Whole months
+    -- (not days) so that one small monthly table serves every member of a cooperative: computing
+    -- it per (cooperative, exact date) re-read the cooperative's year of transactions per row.
+    coop_keys AS (  -- the cooperative of each row (a member's, or the cooperative itself)
+      SELECT DISTINCT
+             CASE WHEN s.entity_type = 'member' THEN m.cooperative_id ELSE s.entity_id END AS coop_id,
+             CAST(date_trunc('month', s.as_of) AS DATE) AS month_start
+      FROM spine s LEFT JOIN members m ON s.entity_type = 'member' AND m.member_id = s.entity_id
     ),
-    {_tx_aggregates_sql('coop_spine')},
+    coop_month AS (
+      SELECT entity_id AS coop_id, CAST(date_trunc('month', ts) AS DATE) AS month,
+             SUM(CAST(amount_vnd AS DOUBLE)) AS y
+      FROM transactions
+      WHERE entity_type = 'cooperative' AND direction = 'inflow' AND category <> 'loan_disbursal'
+        AND entity_id IN (SELECT coop_id FROM coop_keys)
+      GROUP BY 1, 2
+    ),
+    coop_revenue AS (  -- bucket 0 is the month just before the as-of month
+      SELECT k.coop_id, k.month_start, SUM(cm.y) AS monthly_sum,
+             SUM((11 - (date_diff('month', cm.month, k.month_start) - 1)) * cm.y) AS monthly_xy
+      FROM coop_keys k JOIN coop_month cm ON cm.coop_id = k.coop_id
+       AND cm.month < k.month_start AND cm.month >= k.month_start - INTERVAL 12 MONTH
+      GROUP BY 1, 2
+    ),
+    coop_arrears_month AS (  -- per cooperative and month: members' loan-months, and those 30+ late
+      SELECT m.cooperative_id AS coop_id, r.month,
+             COUNT(*) AS loan_months, COUNT(*) FILTER (WHERE r.days_past_due >= 30) AS late_months
+      FROM repayments r
+      JOIN loans l ON l.loan_id = r.loan_id AND l.entity_type = 'member'
+      JOIN members m ON m.member_id = l.entity_id
+      GROUP BY 1, 2
+    ),
+    coop_arrears AS (
+      SELECT k.coop_id, k.month_start,
+             SUM(a.late_months) * 1.0 / SUM(a.loan_months) AS coop_members_in_arrears_rate
+      FROM coop_keys k JOIN coop_arrears_month a ON a.coop_id = k.coop_id
+       AND a.month < k.month_start AND a.month >= k.month_start - INTERVAL 12 MONTH
+      GROUP BY 1, 2
+    ),
     coop_health AS (
-      SELECT c.spine_id, c.entity_id AS coop_id, c.as_of,
-             t.inflow_sum_365d AS coop_inflow_sum_365d,
-             CASE WHEN mo.monthly_sum > 0 THEN ((mo.monthly_xy - 5.5 * mo.monthly_sum) / 143.0)
-                  / (mo.monthly_sum / 12.0) END AS coop_revenue_trend_12m,
+      SELECT k.coop_id, k.month_start,
+             COALESCE(rv.monthly_sum, 0) AS coop_revenue_12m,
+             CASE WHEN rv.monthly_sum > 0 THEN ((rv.monthly_xy - 5.5 * rv.monthly_sum) / 143.0)
+                  / (rv.monthly_sum / 12.0) END AS coop_revenue_trend_12m,
              ar.coop_members_in_arrears_rate
-      FROM coop_spine c
-      LEFT JOIN txagg_coop_spine t USING (spine_id)
-      LEFT JOIN monthagg_coop_spine mo USING (spine_id)
-      LEFT JOIN (
-        SELECT c2.spine_id,
-               AVG(CASE WHEN r.days_past_due >= 30 THEN 1.0 ELSE 0.0 END)
-                 AS coop_members_in_arrears_rate
-        FROM coop_spine c2
-        JOIN members m ON m.cooperative_id = c2.entity_id
-        JOIN loans l ON l.entity_type = 'member' AND l.entity_id = m.member_id
-        JOIN repayments r ON r.loan_id = l.loan_id
-         AND r.month < c2.as_of AND r.month >= c2.as_of - INTERVAL 365 DAY
-        GROUP BY c2.spine_id
-      ) ar USING (spine_id)
+      FROM coop_keys k
+      LEFT JOIN coop_revenue rv USING (coop_id, month_start)
+      LEFT JOIN coop_arrears ar USING (coop_id, month_start)
     ),
     repay AS (
       SELECT s.spine_id,
@@ -175,7 +194,7 @@ def _history_sql() -> str:
       SELECT s.spine_id, s.entity_type, s.entity_id, s.as_of,
              t.*  EXCLUDE (spine_id), mo.* EXCLUDE (spine_id), cu.* EXCLUDE (spine_id),
              inv.* EXCLUDE (spine_id), rp.* EXCLUDE (spine_id), sj.* EXCLUDE (spine_id, coop_id),
-             ch.coop_inflow_sum_365d, ch.coop_revenue_trend_12m, ch.coop_members_in_arrears_rate
+             ch.coop_revenue_12m, ch.coop_revenue_trend_12m, ch.coop_members_in_arrears_rate
       FROM spine s
       LEFT JOIN txagg_spine t USING (spine_id)
       LEFT JOIN monthagg_spine mo USING (spine_id)
@@ -183,7 +202,8 @@ def _history_sql() -> str:
       LEFT JOIN invagg_spine inv USING (spine_id)
       LEFT JOIN repay rp USING (spine_id)
       LEFT JOIN subject sj USING (spine_id)
-      LEFT JOIN coop_health ch ON ch.coop_id = sj.coop_id AND ch.as_of = s.as_of
+      LEFT JOIN coop_health ch ON ch.coop_id = sj.coop_id
+       AND ch.month_start = CAST(date_trunc('month', s.as_of) AS DATE)
     ),
     filled AS (  -- a spine row with no transaction in the window has zero sums, not unknown ones
       SELECT * REPLACE (

@@ -64,7 +64,7 @@ def test_score_a_member(server, member):
 def test_a_larger_loan_never_lowers_the_risk(server, member):
     small = server.post("/v1/scores", json=_body(member.member_id, amount=10_000_000)).json()
     large = server.post("/v1/scores", json=_body(member.member_id, amount=250_000_000)).json()
-    assert large["pd"] >= small["pd"]
+    assert large["pd"] >= small["pd"] * (1 - 1e-12)  # equal when no split separates them
 
 
 def test_score_a_cooperative(server, pipeline_home):

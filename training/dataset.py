@@ -20,7 +20,11 @@ class NotEnoughData(Exception):
 
 
 def application_spine(clean_dir: Path, subject: str, labelled_only: bool = True) -> pd.DataFrame:
-    apps = pd.read_parquet(Path(clean_dir) / "loan_applications.parquet")
+    path = Path(clean_dir) / "loan_applications.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `coopscore ingest` first so that "
+                                "accepted loan applications exist.")
+    apps = pd.read_parquet(path)
     apps = apps[apps["entity_type"] == subject]
     if labelled_only:
         apps = apps[apps["default_12m"].notna()]
