@@ -202,7 +202,7 @@ def docs() -> None:
 def _has_champion(paths: Paths) -> bool:
     from training import registry
 
-    if "MLFLOW_TRACKING_URI" not in os.environ and not (paths.mlflow / "mlflow.db").exists():
+    if "COOPSCORE_TRACKING_URI" not in os.environ and not (paths.mlflow / "mlflow.db").exists():
         return False
     registry.use_store(paths)
     return registry.champion_version("member") is not None

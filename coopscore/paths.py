@@ -35,7 +35,9 @@ class Paths:
 
     @property
     def tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow / 'mlflow.db'}"
+        # Our own variable: MLflow itself writes MLFLOW_TRACKING_URI into the environment when a
+        # store is chosen, which would make every later Paths point at the first store.
+        return os.environ.get("COOPSCORE_TRACKING_URI") or f"sqlite:///{self.mlflow / 'mlflow.db'}"
 
     @property
     def artifacts(self) -> Path:

@@ -23,7 +23,7 @@ def pipeline_home(tmp_path_factory) -> Paths:
     home = tmp_path_factory.mktemp("coopscore-home")
     paths = Paths(home)
     os.environ["COOPSCORE_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("COOPSCORE_TRACKING_URI", None)
     generate(paths.raw, members=SMALL_MEMBERS, cooperatives=SMALL_COOPERATIVES, seed=11)
     report = ingest(paths.raw, paths.clean, paths.quarantine)
     assert all(t.reconciles for t in report.tables)

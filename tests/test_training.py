@@ -85,3 +85,22 @@ def test_champion_is_only_replaced_by_a_better_model(pipeline_home):
     assert result.promoted is (result.oot_auc > result.champion_auc_before)
     after = registry.champion_version("member").version
     assert after == (result.version if result.promoted else before)
+
+
+def test_each_home_keeps_its_own_mlflow_store(pipeline_home, tmp_path):
+    """Training in a second COOPSCORE_HOME in the same process must not write to the first's store
+    (MLflow exports MLFLOW_TRACKING_URI once a store is chosen; we must not follow it)."""
+    import shutil
+
+    from coopscore.paths import Paths
+    from training.train import train_subject
+
+    other = Paths(tmp_path / "other-home")
+    shutil.copytree(pipeline_home.clean, other.clean)
+    registry.use_store(pipeline_home)
+    before = [v.version for v in MlflowClient().search_model_versions("name='coopscore-member'")]
+    result = train_subject(other, "member")
+    assert result.version == "1" and result.champion_auc_before is None
+    registry.use_store(pipeline_home)
+    after = [v.version for v in MlflowClient().search_model_versions("name='coopscore-member'")]
+    assert sorted(after) == sorted(before)

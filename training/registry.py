@@ -15,7 +15,7 @@ def model_name(subject: str) -> str:
 
 
 def use_store(paths: Paths) -> None:
-    """Point MLflow at our store (SQLite under var/ unless MLFLOW_TRACKING_URI says otherwise)."""
+    """Point MLflow at our store (SQLite under var/ unless COOPSCORE_TRACKING_URI says otherwise)."""
     paths.mlflow.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(paths.tracking_uri)
     mlflow.set_registry_uri(paths.tracking_uri)
