@@ -104,3 +104,15 @@ def test_each_home_keeps_its_own_mlflow_store(pipeline_home, tmp_path):
     registry.use_store(pipeline_home)
     after = [v.version for v in MlflowClient().search_model_versions("name='coopscore-member'")]
     assert sorted(after) == sorted(before)
+
+
+@pytest.mark.parametrize("subject", ["member", "cooperative"])
+def test_no_protected_attribute_is_an_input_of_the_registered_model(pipeline_home, subject):
+    from data_contracts.contracts import PROTECTED_ATTRIBUTES
+
+    registry.use_store(pipeline_home)
+    model = mlflow.pyfunc.load_model(registry.champion_uri(subject))
+    inputs = set(model.metadata.get_input_schema().input_names())
+    assert inputs == set(model.unwrap_python_model().features)
+    assert not inputs & PROTECTED_ATTRIBUTES
+    assert not inputs & {"province", "cooperative_id", "member_id"}  # no proxies by id or place
