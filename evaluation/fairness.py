@@ -1,0 +1,163 @@
+"""Fairness tables: how the score treats each group of members.
+
+A bank's model-risk team reads one table per grouping column (gender of the household
+head, ethnic-minority household, mountainous commune, region, business sector). Each row
+is one group and answers four questions:
+
+* Who gets approved? ``approval_rate`` is the share of the group whose PD is at or below
+  the cut-off. The ratio of the lowest to the highest approval rate is the "four-fifths
+  rule" figure: below 0.8 is the usual flag for disparate impact.
+* Does the score rank equally well inside each group? ``auc`` per group. A model that
+  separates good from bad payers well for men but barely for women is unfair even when
+  approval rates match. Groups too small (or with only one class) get NaN and a note,
+  because an AUC on a handful of rows is noise, not evidence.
+* Is the PD honest for each group? ``calibration_gap = mean_pd - bad_rate``: positive means
+  the model overstates the group's risk (it is penalised, priced too high or refused);
+  negative means it understates it (the bank carries hidden losses there).
+* Do approved members of each group repay alike? ``bad_rate_among_approved``: if one
+  group's approved members default more, the cut-off is effectively looser for them.
+
+``gaps`` turns each table into a few numbers (largest minus smallest across groups) and
+``largest_gap`` points at the single worst one, which is what goes in the summary memo.
+
+Protected attributes are used here only, never as model features (see data_contracts).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.vocabulary import REGION_OF_PROVINCE
+
+# Below this many rows a per-group AUC swings too much to read anything into it.
+MIN_ROWS_FOR_AUC = 30
+TOO_FEW_NOTE = "too few to measure"
+MISSING_GROUP = "(missing)"
+
+# Metrics whose spread across groups `gaps` reports, all on a 0..1 scale so they compare.
+GAP_METRICS = ("approval_rate", "auc", "calibration_gap", "bad_rate_among_approved")
+
+TABLE_COLUMNS = [
+    "group", "count", "bads", "bad_rate", "mean_pd", "calibration_gap", "auc", "note",
+    "approval_rate", "bad_rate_among_approved",
+]
+
+
+def region_of(provinces: pd.Series) -> pd.Series:
+    """Region of each province; an unknown province raises rather than silently becoming NaN."""
+    regions = provinces.map(REGION_OF_PROVINCE)
+    unknown = provinces[regions.isna() & provinces.notna()].unique()
+    if len(unknown):
+        raise ValueError(f"unknown province(s), not in REGION_OF_PROVINCE: {sorted(map(str, unknown))}")
+    return regions.rename("region")
+
+
+def _check(frame: pd.DataFrame, columns: list[str], threshold: float) -> None:
+    if frame is None or len(frame) == 0:
+        raise ValueError("fairness needs a non-empty frame of scored members")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}; frame has {list(frame.columns)}")
+    if not (isinstance(threshold, numbers.Real) and not isinstance(threshold, bool) and 0 < threshold < 1):
+        raise ValueError(f"threshold must be a PD strictly between 0 and 1, got {threshold!r}")
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC via the Mann-Whitney rank sum (ties averaged); equals sklearn's roc_auc_score.
+
+    Done by hand so that this module does not pull in scikit-learn's slow import.
+    """
+    ranks = pd.Series(scores).rank(method="average").to_numpy()
+    n_bad = int(labels.sum())
+    n_good = len(labels) - n_bad
+    return float((ranks[labels == 1].sum() - n_bad * (n_bad + 1) / 2) / (n_bad * n_good))
+
+
+def _group_row(group, part: pd.DataFrame, y: str, pd_col: str, threshold: float) -> dict:
+    labels = part[y].astype(int).to_numpy()
+    pds = part[pd_col].astype(float).to_numpy()
+    approved = pds <= threshold  # lower PD is better: at or below the cut-off is approved
+    bad_rate = labels.mean()
+    mean_pd = pds.mean()
+
+    # AUC needs both classes and enough rows to mean something.
+    if len(part) < MIN_ROWS_FOR_AUC or len(np.unique(labels)) < 2:
+        auc, note = math.nan, TOO_FEW_NOTE
+    else:
+        auc, note = _auc(labels, pds), ""
+
+    return {
+        "group": group,
+        "count": len(part),
+        "bads": int(labels.sum()),
+        "bad_rate": float(bad_rate),
+        "mean_pd": float(mean_pd),
+        "calibration_gap": float(mean_pd - bad_rate),
+        "auc": auc,
+        "note": note,
+        "approval_rate": float(approved.mean()),
+        # NaN when nobody in the group is approved: there is no approved book to judge.
+        "bad_rate_among_approved": float(labels[approved].mean()) if approved.any() else math.nan,
+    }
+
+
+def fairness_table(frame: pd.DataFrame, group_column: str, y: str = "label", pd_col: str = "pd",
+                   *, threshold: float) -> pd.DataFrame:
+    """One row per value of ``group_column``; see the module docstring for how to read it."""
+    _check(frame, [group_column, y, pd_col], threshold)
+    # Missing group values stay visible as their own row: dropping them would hide members.
+    groups = frame[group_column].astype(object).where(frame[group_column].notna(), MISSING_GROUP)
+    rows = [_group_row(g, part, y, pd_col, threshold)
+            for g, part in frame.groupby(groups, sort=True)]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def _spread(values: pd.Series) -> float:
+    values = values.dropna()
+    # A gap needs at least two groups that could be measured.
+    return float(values.max() - values.min()) if len(values) >= 2 else math.nan
+
+
+def gaps(table: pd.DataFrame) -> dict[str, float]:
+    """Largest minus smallest across groups for each metric, plus the four-fifths ratio.
+
+    ``calibration_gap`` is the spread of the signed gaps (max - min, never negative);
+    ``worst_abs_calibration_gap`` is the largest miscalibration of any single group.
+    """
+    out = {metric: _spread(table[metric]) for metric in GAP_METRICS}
+    cal = table["calibration_gap"].dropna()
+    out["worst_abs_calibration_gap"] = float(cal.abs().max()) if len(cal) else math.nan
+    rates = table["approval_rate"].dropna()
+    top = rates.max() if len(rates) else 0.0
+    # Four-fifths rule: lowest approval rate over highest; below 0.8 is the usual red flag.
+    out["approval_rate_ratio"] = float(rates.min() / top) if len(rates) >= 2 and top > 0 else math.nan
+    return out
+
+
+def fairness_report(frame: pd.DataFrame, group_columns: list[str], threshold: float,
+                    y: str = "label", pd_col: str = "pd") -> dict[str, pd.DataFrame]:
+    """One fairness table per grouping column, keyed by column name."""
+    if not group_columns:
+        raise ValueError("fairness_report needs at least one group column")
+    _check(frame, [*group_columns, y, pd_col], threshold)
+    return {col: fairness_table(frame, col, y, pd_col, threshold=threshold) for col in group_columns}
+
+
+def largest_gap(report: dict[str, pd.DataFrame]) -> tuple[str, str, float]:
+    """(group column, metric, gap) of the widest gap in the report: the headline finding.
+
+    Only the spreads in GAP_METRICS compete; the ratio is on another scale.
+    """
+    best: tuple[str, str, float] | None = None
+    for column, table in report.items():
+        for metric, value in gaps(table).items():
+            if metric not in GAP_METRICS or math.isnan(value):
+                continue
+            if best is None or value > best[2]:
+                best = (column, metric, value)
+    if best is None:
+        raise ValueError("no measurable gap: every table has fewer than two measurable groups")
+    return best
