@@ -189,6 +189,36 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
 
 
 @app.command()
+def evaluate(subject: str = typer.Option("member", help="member or cooperative"),
+             bootstrap: int = typer.Option(300, min=50, help="Bootstrap resamples for the 95% CIs")) -> None:
+    """Evaluate the champion out of time: metrics with CIs (and the true PD's), PSI, fairness."""
+    from evaluation.champion import OPERATING_PD, evaluate_champion
+
+    paths = get_paths()
+    try:
+        with console.status(f"evaluating the {subject} champion"):
+            result = evaluate_champion(paths, subject, n_boot=bootstrap)
+    except (LookupError, FileNotFoundError) as exc:
+        fail(str(exc))
+    table = Table("metric", "model [95% CI]", "true PD [95% CI]",
+                  title=f"{subject} champion v{result.model_version}, {result.oot_rows:,} out-of-time applications")
+    for name, est in result.model.items():
+        true = result.true_pd[name] if result.true_pd else None
+        table.add_row(name, f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]",
+                      "-" if true is None else f"{true.value:.3f} [{true.low:.3f}, {true.high:.3f}]")
+    console.print(table)
+    psi = Table("column", "PSI", "band", title="stability, training period -> out of time (top 8)")
+    for row in result.psi.head(8).itertuples():
+        psi.add_row(row.column, f"{row.psi:.3f}", row.band)
+    console.print(psi)
+    gap = result.largest_fairness_gap()
+    if gap:
+        console.print(f"largest fairness gap at PD <= {OPERATING_PD:.0%}: {gap[1]} differs by "
+                      f"{gap[2]:.3f} across {gap[0]}")
+    console.print(f"evaluated in {result.seconds:.1f} s")
+
+
+@app.command()
 def docs() -> None:
     """Regenerate docs/features.md and docs/data_contracts.md from the declarations."""
     from pathlib import Path
