@@ -16,6 +16,7 @@ import sys
 import time
 from contextlib import contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
@@ -115,8 +116,16 @@ def features(as_of: Optional[str] = typer.Option(
 
 @app.command()
 def train(subject: list[str] = typer.Option(["member", "cooperative"],
-                                            help="member and/or cooperative")) -> None:
-    """Train, calibrate, log to MLflow, register; promote to champion when it beats the champion."""
+                                            help="member and/or cooperative"),
+          table: Optional[Path] = typer.Option(None, help="A lender's own labelled loan book "
+                                               "(CSV or Parquet): cross-validate on it instead"),
+          target: Optional[str] = typer.Option(None, help="With --table: the 0/1 default column")) -> None:
+    """Train, calibrate, log to MLflow, register; promote to champion when it beats the champion.
+
+    With --table FILE --target COLUMN: train and cross-validate on a lender's own table."""
+    if table is not None or target is not None:
+        _train_own_table(table, target)
+        return
     from training.dataset import NotEnoughData
     from training.train import train_subject
 
@@ -140,6 +149,26 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
                       "yes" if result.promoted else "no", f"{result.seconds:.1f}")
     console.print(table)
     console.print(f"MLflow store: {paths.tracking_uri}")
+
+
+def _train_own_table(table: Optional[Path], target: Optional[str]) -> None:
+    from training.own_table import TableError, train_own_table
+
+    if table is None or target is None:
+        fail("--table and --target go together: the file and the name of its 0/1 default column.")
+    paths = get_paths()
+    paths.mlflow.mkdir(parents=True, exist_ok=True)
+    try:
+        with console.status(f"cross-validating LightGBM on {table}"):
+            result = train_own_table(table, target, paths.tracking_uri)
+    except TableError as exc:
+        fail(str(exc))
+    out = Table("metric", "mean over folds", title=f"{table.name}: {result.rows:,} rows, "
+                f"{result.folds} folds (stratified, repeated)")
+    for name, value in result.metrics.items():
+        out.add_row(name, f"{value:.4f}")
+    console.print(out)
+    console.print(f"MLflow run {result.run_id} in {paths.tracking_uri} ({result.seconds:.1f} s)")
 
 
 @app.command()
@@ -216,6 +245,20 @@ def evaluate(subject: str = typer.Option("member", help="member or cooperative")
         console.print(f"largest fairness gap at PD <= {OPERATING_PD:.0%}: {gap[1]} differs by "
                       f"{gap[2]:.3f} across {gap[0]}")
     console.print(f"evaluated in {result.seconds:.1f} s")
+
+
+@app.command()
+def report(run_id: str = typer.Argument(..., help="The MLflow run id of a training run"),
+           bootstrap: int = typer.Option(200, min=20)) -> None:
+    """Write the model card (HTML) of a training run and log it to the run in MLflow."""
+    from evaluation.model_card import build_model_card
+
+    try:
+        with console.status("building the model card"):
+            path = build_model_card(get_paths(), run_id, n_boot=bootstrap)
+    except LookupError as exc:
+        fail(str(exc))
+    console.print(f"model card: {path} (also logged to the run as model_card/model_card.html)")
 
 
 @app.command()

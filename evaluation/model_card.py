@@ -1,0 +1,326 @@
+"""A model card for one training run: one self-contained HTML file a model-risk team can read offline.
+
+`build_model_card(paths, run_id)` finds the run in MLflow, loads that run's model (not necessarily
+the champion), evaluates it on its out-of-time applications exactly as `evaluation.champion` does
+for the champion, and writes `reports/<run_id>/model_card.html` (plots embedded as base64 PNG, no
+external CSS, JavaScript or fonts). The card is also logged to the run as
+`model_card/model_card.html`.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+from coopscore.paths import Paths  # noqa: E402
+from evaluation import fairness, metrics, stability  # noqa: E402
+from evaluation.champion import (FAIRNESS_GROUPS, OPERATING_PD, ChampionEvaluation,  # noqa: E402
+                                 _score, _true_pd, _with_groups)
+from features.catalogue import FEATURES_BY_NAME  # noqa: E402
+from training import plots, registry  # noqa: E402
+from training.dataset import build_training_set, out_of_time_split  # noqa: E402
+
+CARD_NAME = "model_card.html"
+ARTIFACT_DIR = "model_card"
+
+METRIC_LABELS = {
+    "auc": "AUC",
+    "gini": "Gini",
+    "ks": "KS",
+    "brier": "Brier score",
+    "log_loss": "Log loss",
+    "calibration_in_the_large": "Calibration in the large (mean PD - default rate)",
+    "ece": "Expected calibration error",
+}
+DIRECTION = {1: "higher value, higher risk", -1: "higher value, lower risk", 0: "not one-sided"}
+
+
+@dataclass
+class ModelEvaluation:
+    """The champion-style evaluation plus the out-of-time arrays the card's plots need."""
+
+    evaluation: ChampionEvaluation
+    y: np.ndarray
+    pd: np.ndarray
+    true_pd: np.ndarray | None
+    scores: np.ndarray
+    mean_abs_contribution: np.ndarray  # per feature, in the model's feature order
+    features: list[str]
+
+
+def evaluate_model(paths: Paths, subject: str, model, version: str,
+                   n_boot: int = 200) -> ModelEvaluation:
+    """`evaluation.champion.evaluate_champion` for any loaded pyfunc model of `subject`."""
+    started = time.perf_counter()
+    inner = model.unwrap_python_model()
+    features = list(inner.features)
+    rows = build_training_set(paths.clean, subject)
+    unknown = sorted(set(features) - set(rows.columns))
+    if unknown:
+        raise LookupError(f"the model (version {version}) uses features the catalogue no longer "
+                          f"computes: {unknown}. Retrain with `coopscore train`.")
+    split = out_of_time_split(rows[rows["enough_history"]])
+    oot = split.oot.copy()
+    oot["pd"] = model.predict(oot[features])["pd"].to_numpy()
+    train_pd = model.predict(split.train[features])["pd"].to_numpy()
+
+    y = oot["label"].to_numpy()
+    pd_oot = oot["pd"].to_numpy()
+    model_metrics = metrics.evaluate(y, pd_oot, n_boot=n_boot)
+    true = _true_pd(paths, oot)
+    true_metrics = metrics.evaluate(y, true, n_boot=n_boot) if true is not None else None
+
+    scores = pd.DataFrame({"score": _score(train_pd)})
+    oot_scores = pd.DataFrame({"score": _score(pd_oot)})
+    psi = pd.concat([stability.psi_table(scores, oot_scores, ["score"]),
+                     stability.psi_table(split.train, oot, features)], ignore_index=True)
+
+    groups = _with_groups(paths, oot, subject)
+    report = (fairness.fairness_report(groups, list(FAIRNESS_GROUPS), threshold=OPERATING_PD)
+              if groups is not None else {})
+    evaluation = ChampionEvaluation(subject, version, len(oot), model_metrics, true_metrics, psi,
+                                    report, time.perf_counter() - started)
+    contributions = inner.explain(oot[features]).contributions
+    return ModelEvaluation(evaluation, y, pd_oot, true, oot_scores["score"].to_numpy(),
+                           np.abs(contributions).mean(axis=0), features)
+
+
+# --------------------------------------------------------------------------- the card
+
+
+def build_model_card(paths: Paths, run_id: str, n_boot: int = 200) -> Path:
+    """Write the model card of training run `run_id`, log it to the run, and return its path."""
+    registry.use_store(paths)
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        raise LookupError(f"no MLflow run {run_id!r} in {paths.tracking_uri}: list the runs with "
+                          "`mlflow ui` or take the run id printed by `coopscore train`.") from exc
+    params = run.data.params
+    subject = params.get("subject")
+    if not subject:
+        raise LookupError(f"run {run_id} has no 'subject' parameter: it is not a coopscore "
+                          "training run.")
+    name = registry.model_name(subject)
+    versions = client.search_model_versions(f"run_id = '{run_id}'")
+    version = next((str(v.version) for v in versions if v.name == name), "unregistered")
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    except (MlflowException, OSError) as exc:
+        raise LookupError(f"run {run_id} has no loadable model at runs:/{run_id}/model") from exc
+
+    result = evaluate_model(paths, subject, model, version, n_boot=n_boot)
+    run_date = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc)
+    text = render(result, name=name, version=version, run_id=run_id, params=params,
+                  run_date=run_date)
+
+    out = paths.home / "reports" / run_id / CARD_NAME
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    client.log_artifact(run_id, str(out), ARTIFACT_DIR)
+    return out
+
+
+def format_estimate(est: metrics.Estimate) -> str:
+    """How the metrics table shows an estimate: value and 95% CI, three decimals."""
+    return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
+
+
+def render(result: ModelEvaluation, *, name: str, version: str, run_id: str, params: dict,
+           run_date: dt.datetime) -> str:
+    ev = result.evaluation
+    e = html.escape
+    today = dt.date.today().isoformat()
+    meta = (f"MLflow run {run_id}; trained {run_date:%Y-%m-%d %H:%M} UTC; card generated {today}; "
+            f"subject: {ev.subject}.")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(f'Model card: {name} v{version}')}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{e(f'Model card: {name}, version {version}')}</h1>",
+        f"<p class='meta'>{e(meta)}</p>",
+        _intended_use(ev.subject),
+        _data_section(params, ev.oot_rows),
+        _features_section(result.features),
+        _metrics_section(ev),
+        _plots_section(result),
+        _psi_section(ev.psi),
+        _fairness_section(ev),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+_CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
+        "th,td{border:1px solid #bbb;padding:3px 8px;text-align:left;font-size:0.9em}"
+        "th{background:#eee}.meta{color:#555}.callout{background:#fff4d6;border-left:4px solid "
+        "#e0a800;padding:0.6em 1em}.act{background:#f8d0d0}.watch{background:#fff0c0}"
+        "img{max-width:100%;margin:0.5em 1em 0.5em 0;border:1px solid #ddd}")
+
+
+def _intended_use(subject: str) -> str:
+    who = "members (households and household businesses)" if subject == "member" else "cooperatives"
+    use = [
+        f"Who it is for: partner banks and cooperative funds scoring loan applications of "
+        f"e-cooperative {who}. The PD, score and reasons support a credit officer's decision; "
+        "they do not replace it.",
+        "Label: default = the loan is more than 90 days past due (90+ DPD: 91 days or more, loan "
+        "group 3 or worse) within 12 months "
+        "of the application date.",
+    ]
+    limits = [
+        "Subjects with insufficient history (less than 180 days or fewer than 12 transactions in "
+        "the last year): they are not scored, and the model has never seen them.",
+        "Amounts above the unsecured lending limits of Decree 156/2025/ND-CP (300 million VND for "
+        "a household, 500 million for a household business, 5 billion for a cooperative).",
+        "Employment, insurance or any decision other than credit on these loans.",
+        "Synthetic data caveat: this model is trained and measured on synthetic data generated by "
+        "coopscore. Its metrics say how the pipeline behaves, not how it will rank real "
+        "applicants; it must be retrained and revalidated on the lender's own data before use.",
+    ]
+    return ("<h2>Intended use</h2><ul>" + "".join(f"<li>{html.escape(t)}</li>" for t in use)
+            + "</ul><h2>Not for</h2><ul>"
+            + "".join(f"<li>{html.escape(t)}</li>" for t in limits) + "</ul>")
+
+
+def _data_section(params: dict, oot_rows: int) -> str:
+    rows = []
+    for part, label in (("train", "train"), ("calibration", "calibration (Platt, early stopping)"),
+                        ("oot", "out of time (validation)")):
+        rows.append([label, params.get(f"{part}_from", "?"), params.get(f"{part}_to", "?"),
+                     params.get(f"{part}_rows", "?"), params.get(f"{part}_defaults", "?")])
+    note = ("Periods are by application month, never random. Applications without enough history "
+            f"left out: {params.get('excluded_not_enough_history', '?')}. Out-of-time rows "
+            f"evaluated for this card: {oot_rows}.")
+    return ("<h2>Data</h2>" + _table(["period", "from", "to", "applications", "defaults"], rows)
+            + f"<p>{html.escape(note)}</p>")
+
+
+def _features_section(features: list[str]) -> str:
+    rows = []
+    for name in features:
+        f = FEATURES_BY_NAME.get(name)
+        rows.append([name, f.vi if f else "", f.en if f else "(not in the catalogue)",
+                     f.unit if f else "", DIRECTION.get(f.risk, "") if f else ""])
+    return (f"<h2>Features ({len(features)})</h2>"
+            + _table(["name", "meaning (vi)", "meaning (en)", "unit", "direction of risk"], rows))
+
+
+def _metrics_section(ev: ChampionEvaluation) -> str:
+    headers = ["metric", "model (95% CI)"] + (["true PD (95% CI)"] if ev.true_pd else [])
+    rows = []
+    for key, label in METRIC_LABELS.items():
+        if key not in ev.model:
+            continue
+        row = [label, format_estimate(ev.model[key])]
+        if ev.true_pd:
+            row.append(format_estimate(ev.true_pd[key]))
+        rows.append(row)
+    note = (f"Out of time, {ev.oot_rows} applications; 95% intervals by bootstrap. The true PD is "
+            "the probability the synthetic generator used: the best any model could do.")
+    return "<h2>Performance</h2>" + _table(headers, rows) + f"<p>{html.escape(note)}</p>"
+
+
+def _plots_section(result: ModelEvaluation) -> str:
+    curves = {"model": result.pd}
+    if result.true_pd is not None:
+        curves["true PD"] = result.true_pd
+    figures = [
+        ("ROC curve, model against the true PD", plots.roc(result.y, curves)),
+        ("Calibration: reliability curve", _reliability(result.y, result.pd)),
+        ("Score distribution by outcome", plots.score_distribution(result.scores, result.y)),
+        ("SHAP summary: mean |contribution| to the log-odds",
+         plots.importance(result.features, result.mean_abs_contribution)),
+    ]
+    out = ["<h2>Plots</h2>"]
+    for title, fig in figures:
+        out.append(f"<figure><img src=\"{_png(fig)}\" alt=\"{html.escape(title)}\">"
+                   f"<figcaption>{html.escape(title)}</figcaption></figure>")
+    return "\n".join(out)
+
+
+def _reliability(y, pd_values):
+    curve = metrics.reliability_curve(y, pd_values, bins=10)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(curve["mean_pd"], curve["bad_rate"], "o-", label="model")
+    top = max(curve["mean_pd"].max(), curve["bad_rate"].max()) * 1.1
+    ax.plot([0, top], [0, top], "k:", lw=1, label="perfect")
+    ax.set(xlabel="mean predicted PD (decile)", ylabel="observed default rate",
+           title="Reliability, out of time")
+    ax.legend()
+    return fig
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _psi_section(psi: pd.DataFrame) -> str:
+    rows = [[r.column, f"{r.psi:.3f}", r.band] for r in psi.itertuples()]
+    classes = [r.band for r in psi.itertuples()]
+    note = ("Population stability index between the training and out-of-time periods, the score "
+            "first then each feature: stable below 0.10, watch from 0.10 to 0.25, act above 0.25.")
+    return ("<h2>Stability (PSI)</h2>" + f"<p>{html.escape(note)}</p>"
+            + _table(["column", "PSI", "band"], rows, row_classes=classes))
+
+
+def _fairness_section(ev: ChampionEvaluation) -> str:
+    out = ["<h2>Fairness</h2>"]
+    if not ev.fairness:
+        note = f"Not measured for {ev.subject}: protected attributes are recorded for members only."
+        out.append(f"<p>{html.escape(note)}</p>")
+        return "".join(out)
+    intro = (f"Measured at the operating cut-off PD {OPERATING_PD:.0%} (grades A to D approved). "
+             "Protected attributes are joined after scoring, for measurement only; they are never "
+             "model inputs.")
+    out.append(f"<p>{html.escape(intro)}</p>")
+    gap = ev.largest_fairness_gap()
+    if gap is not None:
+        column, metric, value = gap
+        finding = f"{metric} differs by {value:.3f} across {column} groups."
+        out.append(f"<p class='callout'><strong>Largest gap:</strong> {html.escape(finding)}</p>")
+    columns = ["group", "count", "bads", "bad_rate", "mean_pd", "calibration_gap", "auc",
+               "approval_rate", "bad_rate_among_approved", "note"]
+    for column, table in ev.fairness.items():
+        ratio = fairness.gaps(table)["approval_rate_ratio"]
+        rows = [[_cell(row[c]) for c in columns] for _, row in table.iterrows()]
+        ratio_text = f"Approval-rate ratio (four-fifths rule): {_cell(ratio)}"
+        out.append(f"<h3>{html.escape(column)}</h3>" + _table(columns, rows)
+                   + f"<p>{html.escape(ratio_text)}</p>")
+    return "".join(out)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def _table(headers, rows, row_classes=None) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f" class=\"{html.escape(row_classes[i])}\"" if row_classes else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
