@@ -41,39 +41,62 @@ class ChampionEvaluation:
 
 
 def evaluate_champion(paths: Paths, subject: str = "member", n_boot: int = 300) -> ChampionEvaluation:
-    started = time.perf_counter()
     registry.use_store(paths)
     version = registry.champion_version(subject)
     if version is None:
         raise LookupError(f"no champion for {subject} yet: run `coopscore train` first.")
     model = mlflow.pyfunc.load_model(registry.champion_uri(subject))
-    features = model.unwrap_python_model().features
+    return evaluate_model(paths, subject, model, str(version.version), n_boot).evaluation
 
+
+@dataclass
+class ModelEvaluation:
+    """The champion-style evaluation plus the out-of-time arrays the card's plots need."""
+
+    evaluation: ChampionEvaluation
+    y: np.ndarray
+    pd: np.ndarray
+    true_pd: np.ndarray | None
+    scores: np.ndarray
+    mean_abs_contribution: np.ndarray  # per feature, in the model's feature order
+    features: list[str]
+
+
+def evaluate_model(paths: Paths, subject: str, model, version: str,
+                   n_boot: int = 200) -> ModelEvaluation:
+    """Evaluate any loaded pyfunc model of `subject` on its out-of-time applications."""
+    started = time.perf_counter()
+    inner = model.unwrap_python_model()
+    features = list(inner.features)
     rows = build_training_set(paths.clean, subject)
     unknown = sorted(set(features) - set(rows.columns))
     if unknown:
-        raise LookupError(f"the champion (version {version.version}) uses features the catalogue no "
-                          f"longer computes: {unknown}. Retrain with `coopscore train`.")
+        raise LookupError(f"the model (version {version}) uses features the catalogue no longer "
+                          f"computes: {unknown}. Retrain with `coopscore train`.")
     split = out_of_time_split(rows[rows["enough_history"]])
     oot = split.oot.copy()
     oot["pd"] = model.predict(oot[features])["pd"].to_numpy()
     train_pd = model.predict(split.train[features])["pd"].to_numpy()
 
     y = oot["label"].to_numpy()
-    model_metrics = metrics.evaluate(y, oot["pd"].to_numpy(), n_boot=n_boot)
+    pd_oot = oot["pd"].to_numpy()
+    model_metrics = metrics.evaluate(y, pd_oot, n_boot=n_boot)
     true = _true_pd(paths, oot)
     true_metrics = metrics.evaluate(y, true, n_boot=n_boot) if true is not None else None
 
     scores = pd.DataFrame({"score": _score(train_pd)})
-    oot_scores = pd.DataFrame({"score": _score(oot["pd"].to_numpy())})
+    oot_scores = pd.DataFrame({"score": _score(pd_oot)})
     psi = pd.concat([stability.psi_table(scores, oot_scores, ["score"]),
                      stability.psi_table(split.train, oot, features)], ignore_index=True)
 
     groups = _with_groups(paths, oot, subject)
     report = (fairness.fairness_report(groups, list(FAIRNESS_GROUPS), threshold=OPERATING_PD)
               if groups is not None else {})
-    return ChampionEvaluation(subject, str(version.version), len(oot), model_metrics, true_metrics,
-                              psi, report, time.perf_counter() - started)
+    evaluation = ChampionEvaluation(subject, version, len(oot), model_metrics, true_metrics, psi,
+                                    report, time.perf_counter() - started)
+    contributions = inner.explain(oot[features]).contributions
+    return ModelEvaluation(evaluation, y, pd_oot, true, oot_scores["score"].to_numpy(),
+                           np.abs(contributions).mean(axis=0), features)
 
 
 def _score(pd_values: np.ndarray) -> np.ndarray:

@@ -13,8 +13,6 @@ import datetime as dt
 import html
 import io
 import math
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -22,18 +20,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from coopscore.paths import Paths  # noqa: E402
-from evaluation import fairness, metrics, stability  # noqa: E402
-from evaluation.champion import (FAIRNESS_GROUPS, OPERATING_PD, ChampionEvaluation,  # noqa: E402
-                                 _score, _true_pd, _with_groups)
+from evaluation import fairness, metrics  # noqa: E402
+from evaluation.champion import (OPERATING_PD, ChampionEvaluation, ModelEvaluation,  # noqa: E402
+                                 evaluate_model)
 from features.catalogue import FEATURES_BY_NAME  # noqa: E402
 from training import plots, registry  # noqa: E402
-from training.dataset import build_training_set, out_of_time_split  # noqa: E402
 
 CARD_NAME = "model_card.html"
 ARTIFACT_DIR = "model_card"
@@ -48,56 +44,6 @@ METRIC_LABELS = {
     "ece": "Expected calibration error",
 }
 DIRECTION = {1: "higher value, higher risk", -1: "higher value, lower risk", 0: "not one-sided"}
-
-
-@dataclass
-class ModelEvaluation:
-    """The champion-style evaluation plus the out-of-time arrays the card's plots need."""
-
-    evaluation: ChampionEvaluation
-    y: np.ndarray
-    pd: np.ndarray
-    true_pd: np.ndarray | None
-    scores: np.ndarray
-    mean_abs_contribution: np.ndarray  # per feature, in the model's feature order
-    features: list[str]
-
-
-def evaluate_model(paths: Paths, subject: str, model, version: str,
-                   n_boot: int = 200) -> ModelEvaluation:
-    """`evaluation.champion.evaluate_champion` for any loaded pyfunc model of `subject`."""
-    started = time.perf_counter()
-    inner = model.unwrap_python_model()
-    features = list(inner.features)
-    rows = build_training_set(paths.clean, subject)
-    unknown = sorted(set(features) - set(rows.columns))
-    if unknown:
-        raise LookupError(f"the model (version {version}) uses features the catalogue no longer "
-                          f"computes: {unknown}. Retrain with `coopscore train`.")
-    split = out_of_time_split(rows[rows["enough_history"]])
-    oot = split.oot.copy()
-    oot["pd"] = model.predict(oot[features])["pd"].to_numpy()
-    train_pd = model.predict(split.train[features])["pd"].to_numpy()
-
-    y = oot["label"].to_numpy()
-    pd_oot = oot["pd"].to_numpy()
-    model_metrics = metrics.evaluate(y, pd_oot, n_boot=n_boot)
-    true = _true_pd(paths, oot)
-    true_metrics = metrics.evaluate(y, true, n_boot=n_boot) if true is not None else None
-
-    scores = pd.DataFrame({"score": _score(train_pd)})
-    oot_scores = pd.DataFrame({"score": _score(pd_oot)})
-    psi = pd.concat([stability.psi_table(scores, oot_scores, ["score"]),
-                     stability.psi_table(split.train, oot, features)], ignore_index=True)
-
-    groups = _with_groups(paths, oot, subject)
-    report = (fairness.fairness_report(groups, list(FAIRNESS_GROUPS), threshold=OPERATING_PD)
-              if groups is not None else {})
-    evaluation = ChampionEvaluation(subject, version, len(oot), model_metrics, true_metrics, psi,
-                                    report, time.perf_counter() - started)
-    contributions = inner.explain(oot[features]).contributions
-    return ModelEvaluation(evaluation, y, pd_oot, true, oot_scores["score"].to_numpy(),
-                           np.abs(contributions).mean(axis=0), features)
 
 
 # --------------------------------------------------------------------------- the card
