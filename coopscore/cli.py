@@ -229,12 +229,13 @@ def evaluate(subject: str = typer.Option("member", help="member or cooperative")
             result = evaluate_champion(paths, subject, n_boot=bootstrap)
     except (LookupError, FileNotFoundError) as exc:
         fail(str(exc))
-    table = Table("metric", "model [95% CI]", "true PD [95% CI]",
+    table = Table("metric", "model [95% CI]", "scorecard [95% CI]", "true PD [95% CI]",
                   title=f"{subject} champion v{result.model_version}, {result.oot_rows:,} out-of-time applications")
     for name, est in result.model.items():
         true = result.true_pd[name] if result.true_pd else None
-        table.add_row(name, f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]",
-                      "-" if true is None else f"{true.value:.3f} [{true.low:.3f}, {true.high:.3f}]")
+        card = result.scorecard[name] if result.scorecard else None
+        table.add_row(name, *(("-" if e is None else f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]")
+                              for e in (est, card, true)))
     console.print(table)
     psi = Table("column", "PSI", "band", title="stability, training period -> out of time (top 8)")
     for row in result.psi.head(8).itertuples():

@@ -18,6 +18,7 @@ from coopscore.paths import Paths
 from evaluation import fairness, metrics, stability
 from training import registry, scaling
 from training.dataset import build_training_set, out_of_time_split
+from training.scorecard import fit_scorecard
 
 # Approve grades A to D: PD up to 8%. The threshold fairness is measured at.
 OPERATING_PD = 0.08
@@ -35,6 +36,8 @@ class ChampionEvaluation:
     psi: pd.DataFrame  # column, psi, band: the score first, then every feature
     fairness: dict[str, pd.DataFrame]
     seconds: float
+    # the transparent challenger (WoE scorecard) fitted on the same training months
+    scorecard: dict[str, metrics.Estimate] | None = None
 
     def largest_fairness_gap(self) -> tuple[str, str, float] | None:
         return fairness.largest_gap(self.fairness) if self.fairness else None
@@ -92,8 +95,10 @@ def evaluate_model(paths: Paths, subject: str, model, version: str,
     groups = _with_groups(paths, oot, subject)
     report = (fairness.fairness_report(groups, list(FAIRNESS_GROUPS), threshold=OPERATING_PD)
               if groups is not None else {})
+    scorecard = fit_scorecard(split.train, features)
+    scorecard_metrics = metrics.evaluate(y, scorecard.pd(oot), n_boot=n_boot)
     evaluation = ChampionEvaluation(subject, version, len(oot), model_metrics, true_metrics, psi,
-                                    report, time.perf_counter() - started)
+                                    report, time.perf_counter() - started, scorecard_metrics)
     contributions = inner.explain(oot[features]).contributions
     return ModelEvaluation(evaluation, y, pd_oot, true, oot_scores["score"].to_numpy(),
                            np.abs(contributions).mean(axis=0), features)

@@ -171,17 +171,21 @@ def _features_section(features: list[str]) -> str:
 
 
 def _metrics_section(ev: ChampionEvaluation) -> str:
-    headers = ["metric", "model (95% CI)"] + (["true PD (95% CI)"] if ev.true_pd else [])
+    headers = (["metric", "model (95% CI)"] + (["WoE scorecard (95% CI)"] if ev.scorecard else [])
+               + (["true PD (95% CI)"] if ev.true_pd else []))
     rows = []
     for key, label in METRIC_LABELS.items():
         if key not in ev.model:
             continue
         row = [label, format_estimate(ev.model[key])]
+        if ev.scorecard:
+            row.append(format_estimate(ev.scorecard[key]))
         if ev.true_pd:
             row.append(format_estimate(ev.true_pd[key]))
         rows.append(row)
     note = (f"Out of time, {ev.oot_rows} applications; 95% intervals by bootstrap. The true PD is "
-            "the probability the synthetic generator used: the best any model could do.")
+            "the probability the synthetic generator used: the best any model could do. The WoE "
+            "scorecard is the transparent challenger, fitted on the same training months.")
     return "<h2>Performance</h2>" + _table(headers, rows) + f"<p>{html.escape(note)}</p>"
 
 

@@ -35,3 +35,9 @@ def test_fairness_is_measured_for_every_group_and_counts_add_up(result):
     assert set(result.fairness["household_head_gender"]["group"]) == {"female", "male"}
     column, metric, value = result.largest_fairness_gap()
     assert column in FAIRNESS_GROUPS and value >= 0
+
+
+def test_the_transparent_scorecard_is_compared_on_the_same_applications(result):
+    assert result.scorecard is not None and set(result.scorecard) == set(result.model)
+    card = result.scorecard["auc"]
+    assert 0.5 < card.value < 1 and card.low <= card.value <= card.high
