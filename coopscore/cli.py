@@ -248,6 +248,42 @@ def evaluate(subject: str = typer.Option("member", help="member or cooperative")
     console.print(f"evaluated in {result.seconds:.1f} s")
 
 
+@app.command("promote")
+def promote_cmd(subject: str = typer.Option("member", help="member or cooperative"),
+                version: Optional[str] = typer.Option(None, help="Default: the newest version"),
+                max_feature_psi: float = typer.Option(0.25), max_ece: float = typer.Option(0.03),
+                max_calibration_in_the_large: float = typer.Option(0.02),
+                max_approval_rate_gap: float = typer.Option(0.15)) -> None:
+    """Promote a registered version to champion if it passes the gates; record why either way."""
+    from training.promotion import Gates, promote
+
+    gates = Gates(max_calibration_in_the_large, max_ece, max_feature_psi, max_approval_rate_gap)
+    try:
+        with console.status("evaluating the challenger and the champion out of time"):
+            decision = promote(get_paths(), subject, version, gates)
+    except LookupError as exc:
+        fail(str(exc))
+    table = Table("gate", "result", "detail", title=f"coopscore-{subject} version {decision.version}")
+    for g in decision.gates:
+        table.add_row(g.name, "pass" if g.passed else "[red]FAIL[/]", g.detail)
+    console.print(table)
+    console.print("promoted to champion" if decision.promoted else
+                  f"refused: the champion stays version {decision.champion_before}; "
+                  f"version {decision.version} is now alias 'challenger'")
+
+
+@app.command("rollback")
+def rollback_cmd(subject: str = typer.Option("member", help="member or cooperative")) -> None:
+    """Restore the previous champion."""
+    from training.promotion import rollback
+
+    try:
+        before, after = rollback(get_paths(), subject)
+    except LookupError as exc:
+        fail(str(exc))
+    console.print(f"champion of coopscore-{subject}: version {before} -> version {after}")
+
+
 @app.command()
 def report(run_id: str = typer.Argument(..., help="The MLflow run id of a training run"),
            bootstrap: int = typer.Option(200, min=20)) -> None:

@@ -1,0 +1,56 @@
+"""Promotion gates: recorded in MLflow, refuse a drifting challenger, and rollback restores."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import pytest
+from mlflow import MlflowClient
+
+from coopscore.paths import Paths
+from training import registry
+from training.promotion import PREVIOUS, Gates, promote, rollback
+from training.train import train_subject
+
+LENIENT = Gates(max_abs_calibration_in_the_large=1, max_ece=1, max_feature_psi=100,
+                max_approval_rate_gap=1)
+
+
+@pytest.fixture()
+def home(pipeline_home, tmp_path):
+    """A private copy of the data with its own registry: one champion, one newer version."""
+    paths = Paths(tmp_path / "home")
+    shutil.copytree(pipeline_home.clean, paths.clean)
+    train_subject(paths, "member")  # version 1, champion
+    train_subject(paths, "member")  # version 2
+    registry.use_store(paths)
+    MlflowClient().set_registered_model_alias("coopscore-member", registry.CHAMPION, "1")
+    return paths
+
+
+def test_strict_gates_refuse_and_record_why(home):
+    decision = promote(home, "member", "2", dataclasses.replace(LENIENT, max_feature_psi=0.0), n_boot=50)
+    assert not decision.promoted
+    assert [g.name for g in decision.gates if not g.passed] == ["stability"]
+    registry.use_store(home)
+    assert str(registry.champion_version("member").version) == "1"
+    tags = MlflowClient().get_model_version("coopscore-member", "2").tags
+    assert tags["gate.stability"].startswith("FAIL") and tags["promotion"] == "refused by the gates"
+
+
+def test_passing_gates_promote_and_rollback_restores(home):
+    decision = promote(home, "member", "2", LENIENT, n_boot=50)
+    assert decision.promoted and decision.champion_before == "1"
+    registry.use_store(home)
+    assert str(registry.champion_version("member").version) == "2"
+    assert str(MlflowClient().get_model_version_by_alias("coopscore-member", PREVIOUS).version) == "1"
+    assert rollback(home, "member") == ("2", "1")
+    registry.use_store(home)
+    assert str(registry.champion_version("member").version) == "1"
+    with pytest.raises(LookupError, match="no previous champion"):
+        rollback(home, "member")
+
+
+def test_unknown_version_is_a_clear_error(home):
+    with pytest.raises(LookupError, match="no version 9"):
+        promote(home, "member", "9", LENIENT)
