@@ -54,7 +54,6 @@ def load_champion(subject: str) -> LoadedModel | None:
 
 class Scorer:
     def __init__(self, paths: Paths):
-        self.paths = paths
         registry.use_store(paths)
         self.models = {s: load_champion(s) for s in v.ENTITY_TYPES}
         if not any(self.models.values()):

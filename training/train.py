@@ -9,6 +9,7 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +28,7 @@ from training import plots, registry, scaling
 from training.dataset import build_training_set, out_of_time_split
 from training.fit import fit
 
-PIP_REQUIREMENTS = [f"{p}=={__import__('importlib.metadata').metadata.version(p)}"
+PIP_REQUIREMENTS = [f"{p}=={package_version(p)}"
                     for p in ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn")]
 
 
