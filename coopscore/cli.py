@@ -114,41 +114,77 @@ def features(as_of: Optional[str] = typer.Option(
     console.print(f"features written to {path} in {time.perf_counter() - started:.1f} s")
 
 
+GATE_OPTIONS = dict(
+    max_feature_psi=typer.Option(0.25, help="Gate: largest PSI of any feature, training -> out of time"),
+    max_ece=typer.Option(0.03, help="Gate: largest expected calibration error"),
+    max_calibration_in_the_large=typer.Option(0.02, help="Gate: largest |mean PD - default rate|"),
+    max_approval_rate_gap=typer.Option(0.15, help="Gate: largest approval-rate gap between groups"),
+)
+
+
 @app.command()
 def train(subject: list[str] = typer.Option(["member", "cooperative"],
                                             help="member and/or cooperative"),
           table: Optional[Path] = typer.Option(None, help="A lender's own labelled loan book "
                                                "(CSV or Parquet): cross-validate on it instead"),
-          target: Optional[str] = typer.Option(None, help="With --table: the 0/1 default column")) -> None:
-    """Train, calibrate, log to MLflow, register; promote to champion when it beats the champion.
+          target: Optional[str] = typer.Option(None, help="With --table: the 0/1 default column"),
+          max_feature_psi: float = GATE_OPTIONS["max_feature_psi"],
+          max_ece: float = GATE_OPTIONS["max_ece"],
+          max_calibration_in_the_large: float = GATE_OPTIONS["max_calibration_in_the_large"],
+          max_approval_rate_gap: float = GATE_OPTIONS["max_approval_rate_gap"]) -> None:
+    """Train, calibrate, log to MLflow, register; the promotion gates decide who is champion.
 
     With --table FILE --target COLUMN: train and cross-validate on a lender's own table."""
     if table is not None or target is not None:
         _train_own_table(table, target)
         return
+    from training.promotion import Gates
+
+    _train_subjects(subject, Gates(max_calibration_in_the_large, max_ece, max_feature_psi,
+                                   max_approval_rate_gap))
+
+
+def _train_subjects(subject: list[str], gates) -> None:
     from training.dataset import NotEnoughData
     from training.train import train_subject
 
     paths = get_paths()
-    table = Table("model", "version", "OOT AUC", "true-PD AUC", "champion AUC before", "champion?",
-                  "seconds", title="training")
+    results = []
     for s in subject:
         if s not in ("member", "cooperative"):
             fail(f"unknown subject '{s}': use member or cooperative")
         try:
             with console.status(f"training the {s} model") as status:
-                result = train_subject(paths, s, progress=lambda msg: status.update(f"{s}: {msg}"))
+                results.append(train_subject(paths, s, gates=gates,
+                                             progress=lambda msg: status.update(f"{s}: {msg}")))
         except NotEnoughData as exc:
             console.print(f"[yellow]skipped the {s} model:[/] {exc}")
-            continue
         except FileNotFoundError as exc:
             fail(str(exc))
-        table.add_row(s, result.version, f"{result.oot_auc:.3f}",
-                      "-" if result.true_pd_auc is None else f"{result.true_pd_auc:.3f}",
-                      "-" if result.champion_auc_before is None else f"{result.champion_auc_before:.3f}",
-                      "yes" if result.promoted else "no", f"{result.seconds:.1f}")
-    console.print(table)
+    out = Table("model", "version", "OOT AUC", "true-PD AUC", "champion before", "champion now?",
+                "seconds", title="training")
+    for r in results:
+        out.add_row(r.subject, r.version, f"{r.oot_auc:.3f}",
+                    "-" if r.true_pd_auc is None else f"{r.true_pd_auc:.3f}",
+                    r.decision.champion_before or "-", "yes" if r.promoted else "[red]no[/]",
+                    f"{r.seconds:.1f}")
+    console.print(out)
+    for r in results:
+        if not r.promoted:
+            _print_refusal(r.decision)
     console.print(f"MLflow store: {paths.tracking_uri}")
+
+
+def _print_refusal(decision) -> None:
+    console.print(f"[yellow]coopscore-{decision.subject} version {decision.version} was refused by the "
+                  f"promotion gates[/] (alias 'challenger'):")
+    for g in decision.failed():
+        console.print(f"  {g.name}: {g.detail}")
+    keeps = (f"the champion stays version {decision.champion_before}" if decision.champion_before
+             else "there is no champion yet, so the service cannot score this subject")
+    console.print(f"  {keeps}. Look at `coopscore evaluate` and the model card; a model owner who "
+                  f"accepts the failures can run `coopscore promote --subject {decision.subject} "
+                  f"--version {decision.version} --override \"why\"`.")
 
 
 def _train_own_table(table: Optional[Path], target: Optional[str]) -> None:
@@ -210,7 +246,9 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
     else:
         console.print(f"reusing the feature snapshot in {paths.features}")
     if rebuild or not _has_champion(paths):
-        train(subject=["member", "cooperative"])
+        from training.promotion import Gates
+
+        _train_subjects(["member", "cooperative"], Gates())
     else:
         console.print("reusing the champion models in the MLflow registry")
     if not no_serve:
@@ -251,25 +289,31 @@ def evaluate(subject: str = typer.Option("member", help="member or cooperative")
 @app.command("promote")
 def promote_cmd(subject: str = typer.Option("member", help="member or cooperative"),
                 version: Optional[str] = typer.Option(None, help="Default: the newest version"),
-                max_feature_psi: float = typer.Option(0.25), max_ece: float = typer.Option(0.03),
-                max_calibration_in_the_large: float = typer.Option(0.02),
-                max_approval_rate_gap: float = typer.Option(0.15)) -> None:
+                max_feature_psi: float = GATE_OPTIONS["max_feature_psi"],
+                max_ece: float = GATE_OPTIONS["max_ece"],
+                max_calibration_in_the_large: float = GATE_OPTIONS["max_calibration_in_the_large"],
+                max_approval_rate_gap: float = GATE_OPTIONS["max_approval_rate_gap"],
+                override: Optional[str] = typer.Option(
+                    None, help="Promote despite failed gates; the reason is recorded on the version")) -> None:
     """Promote a registered version to champion if it passes the gates; record why either way."""
     from training.promotion import Gates, promote
 
     gates = Gates(max_calibration_in_the_large, max_ece, max_feature_psi, max_approval_rate_gap)
     try:
         with console.status("evaluating the challenger and the champion out of time"):
-            decision = promote(get_paths(), subject, version, gates)
+            decision = promote(get_paths(), subject, version, gates, override=override)
     except LookupError as exc:
         fail(str(exc))
     table = Table("gate", "result", "detail", title=f"coopscore-{subject} version {decision.version}")
     for g in decision.gates:
         table.add_row(g.name, "pass" if g.passed else "[red]FAIL[/]", g.detail)
     console.print(table)
-    console.print("promoted to champion" if decision.promoted else
-                  f"refused: the champion stays version {decision.champion_before}; "
-                  f"version {decision.version} is now alias 'challenger'")
+    if decision.overridden:
+        console.print(f"promoted to champion by override (reason recorded): {override}")
+    elif decision.promoted:
+        console.print("promoted to champion")
+    else:
+        _print_refusal(decision)
 
 
 @app.command("rollback")

@@ -66,8 +66,10 @@ class ModelEvaluation:
 
 
 def evaluate_model(paths: Paths, subject: str, model, version: str,
-                   n_boot: int = 200) -> ModelEvaluation:
-    """Evaluate any loaded pyfunc model of `subject` on its out-of-time applications."""
+                   n_boot: int = 200, with_scorecard: bool = True) -> ModelEvaluation:
+    """Evaluate any loaded pyfunc model of `subject` on its out-of-time applications.
+
+    `with_scorecard=False` skips fitting the WoE challenger (the promotion gates do not need it)."""
     started = time.perf_counter()
     inner = model.unwrap_python_model()
     features = list(inner.features)
@@ -95,8 +97,10 @@ def evaluate_model(paths: Paths, subject: str, model, version: str,
     groups = _with_groups(paths, oot, subject)
     report = (fairness.fairness_report(groups, list(FAIRNESS_GROUPS), threshold=OPERATING_PD)
               if groups is not None else {})
-    scorecard = fit_scorecard(split.train, features)
-    scorecard_metrics = metrics.evaluate(y, scorecard.pd(oot), n_boot=n_boot)
+    scorecard_metrics = None
+    if with_scorecard:
+        scorecard = fit_scorecard(split.train, features)
+        scorecard_metrics = metrics.evaluate(y, scorecard.pd(oot), n_boot=n_boot)
     evaluation = ChampionEvaluation(subject, version, len(oot), model_metrics, true_metrics, psi,
                                     report, time.perf_counter() - started, scorecard_metrics)
     contributions = inner.explain(oot[features]).contributions

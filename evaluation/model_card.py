@@ -74,7 +74,7 @@ def build_model_card(paths: Paths, run_id: str, n_boot: int = 200) -> Path:
     result = evaluate_model(paths, subject, model, version, n_boot=n_boot)
     run_date = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc)
     text = render(result, name=name, version=version, run_id=run_id, params=params,
-                  run_date=run_date)
+                  run_date=run_date, n_boot=n_boot)
 
     out = paths.home / "reports" / run_id / CARD_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,7 @@ def format_estimate(est: metrics.Estimate) -> str:
 
 
 def render(result: ModelEvaluation, *, name: str, version: str, run_id: str, params: dict,
-           run_date: dt.datetime) -> str:
+           run_date: dt.datetime, n_boot: int = 200) -> str:
     ev = result.evaluation
     e = html.escape
     today = dt.date.today().isoformat()
@@ -106,6 +106,8 @@ def render(result: ModelEvaluation, *, name: str, version: str, run_id: str, par
         _data_section(params, ev.oot_rows),
         _features_section(result.features),
         _metrics_section(ev),
+        _lift_section(result, n_boot),
+        _approval_section(result, n_boot),
         _plots_section(result),
         _psi_section(ev.psi),
         _fairness_section(ev),
@@ -187,6 +189,56 @@ def _metrics_section(ev: ChampionEvaluation) -> str:
             "the probability the synthetic generator used: the best any model could do. The WoE "
             "scorecard is the transparent challenger, fitted on the same training months.")
     return "<h2>Performance</h2>" + _table(headers, rows) + f"<p>{html.escape(note)}</p>"
+
+
+def _lift_section(result: ModelEvaluation, n_boot: int) -> str:
+    """Deciles by PD, riskiest first: where the defaults are, for the model and the true PD."""
+    table = metrics.lift_table(result.y, result.pd)
+    true = metrics.lift_table(result.y, result.true_pd) if result.true_pd is not None else None
+    headers = ["decile (riskiest first)", "applications", "defaults", "default rate", "PD range",
+               "lift", "capture, cumulative"] + (["capture, true PD"] if true is not None else [])
+    rows = []
+    for i, r in table.iterrows():
+        row = [int(r.decile), int(r["count"]), int(r.bads), f"{r.bad_rate:.1%}",
+               f"{r.min_pd:.1%} to {r.max_pd:.1%}", f"{r.lift:.2f}", f"{r.capture:.1%}"]
+        if true is not None:
+            row.append(f"{true.loc[i, 'capture']:.1%}")
+        rows.append(row)
+    top = metrics.bootstrap(_top_decile_capture, result.y, result.pd, n=n_boot)
+    note = (f"The riskiest 10% of applicants hold {top.value:.1%} of the defaults "
+            f"(95% CI {top.low:.1%} to {top.high:.1%}).")
+    return "<h2>Lift and capture by decile</h2>" + _table(headers, rows) + f"<p>{html.escape(note)}</p>"
+
+
+def _top_decile_capture(y, pd_values) -> float:
+    return float(metrics.lift_table(y, pd_values)["capture"].iloc[0])
+
+
+APPROVAL_RATES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _approval_section(result: ModelEvaluation, n_boot: int) -> str:
+    """The trade-off a lender chooses on: approve the lowest-PD share, see the default rate."""
+    curve = metrics.approval_curve(result.y, result.pd, APPROVAL_RATES)
+    true = (metrics.approval_curve(result.y, result.true_pd, APPROVAL_RATES)
+            if result.true_pd is not None else None)
+    headers = ["approve the safest", "applications approved", "highest PD approved",
+               "default rate among approved (95% CI)"] + (["same, true PD"] if true is not None else [])
+    rows = []
+    for i, r in curve.iterrows():
+        rate = float(r.approval_rate)
+        est = metrics.bootstrap(lambda y, p, rate=rate: _bad_rate_at(y, p, rate), result.y, result.pd,
+                                n=n_boot)
+        row = [f"{rate:.0%}", int(r.approved), f"{r.pd_threshold:.1%}",
+               f"{est.value:.2%} [{est.low:.2%}, {est.high:.2%}]"]
+        if true is not None:
+            row.append(f"{true.loc[i, 'bad_rate']:.2%}")
+        rows.append(row)
+    return "<h2>Approval rate against default rate</h2>" + _table(headers, rows)
+
+
+def _bad_rate_at(y, pd_values, rate: float) -> float:
+    return float(metrics.approval_curve(y, pd_values, [rate])["bad_rate"].iloc[0])
 
 
 def _plots_section(result: ModelEvaluation) -> str:

@@ -53,3 +53,23 @@ def test_card_is_logged_to_the_run(pipeline_home, member_card):
 def test_unknown_run_is_a_lookup_error(pipeline_home):
     with pytest.raises(LookupError):
         build_model_card(pipeline_home, "0" * 32, n_boot=5)
+
+
+def test_card_has_lift_and_approval_tables_from_the_out_of_time_data(pipeline_home, member_card):
+    """The decile table and the approval table agree with evaluation.metrics on the same model."""
+    import re
+
+    from evaluation import metrics
+    from evaluation.champion import evaluate_model
+
+    run_id, path = member_card
+    text = path.read_text(encoding="utf-8")
+    assert "<h2>Lift and capture by decile</h2>" in text
+    assert "<h2>Approval rate against default rate</h2>" in text
+    registry.use_store(pipeline_home)
+    model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    result = evaluate_model(pipeline_home, "member", model, "x", n_boot=20, with_scorecard=False)
+    top = metrics.lift_table(result.y, result.pd)["capture"].iloc[0]
+    assert f"hold {top:.1%} of the defaults" in text
+    half = metrics.approval_curve(result.y, result.pd, [0.5])["bad_rate"].iloc[0]
+    assert re.search(rf"<td>50%</td><td>\d+</td><td>[\d.]+%</td><td>{half:.2%} \[", text)

@@ -14,6 +14,7 @@ from training.train import train_subject
 
 LENIENT = Gates(max_abs_calibration_in_the_large=1, max_ece=1, max_feature_psi=100,
                 max_approval_rate_gap=1)
+STRICT = dataclasses.replace(LENIENT, max_feature_psi=0.0)
 
 
 @pytest.fixture()
@@ -21,15 +22,13 @@ def home(pipeline_home, tmp_path):
     """A private copy of the data with its own registry: one champion, one newer version."""
     paths = Paths(tmp_path / "home")
     shutil.copytree(pipeline_home.clean, paths.clean)
-    train_subject(paths, "member")  # version 1, champion
-    train_subject(paths, "member")  # version 2
-    registry.use_store(paths)
-    MlflowClient().set_registered_model_alias("coopscore-member", registry.CHAMPION, "1")
+    train_subject(paths, "member", gates=LENIENT, n_boot=50)  # version 1, champion
+    train_subject(paths, "member", gates=STRICT, n_boot=50)  # version 2, refused: challenger
     return paths
 
 
 def test_strict_gates_refuse_and_record_why(home):
-    decision = promote(home, "member", "2", dataclasses.replace(LENIENT, max_feature_psi=0.0), n_boot=50)
+    decision = promote(home, "member", "2", STRICT, n_boot=50)
     assert not decision.promoted
     assert [g.name for g in decision.gates if not g.passed] == ["stability"]
     registry.use_store(home)
@@ -54,3 +53,16 @@ def test_passing_gates_promote_and_rollback_restores(home):
 def test_unknown_version_is_a_clear_error(home):
     with pytest.raises(LookupError, match="no version 9"):
         promote(home, "member", "9", LENIENT)
+
+
+def test_override_promotes_despite_failed_gates_and_records_the_reason(home):
+    with pytest.raises(LookupError, match="needs a reason"):
+        promote(home, "member", "2", STRICT, n_boot=50, override="  ")
+    decision = promote(home, "member", "2", STRICT, n_boot=50, override="first release, PSI reviewed")
+    assert decision.promoted and decision.overridden
+    assert [g.name for g in decision.failed()] == ["stability"]
+    registry.use_store(home)
+    assert str(registry.champion_version("member").version) == "2"
+    tags = MlflowClient().get_model_version("coopscore-member", "2").tags
+    assert tags["promotion"] == "promoted by override despite failed gates"
+    assert tags["promotion.override_reason"] == "first release, PSI reviewed"

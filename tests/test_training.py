@@ -74,17 +74,32 @@ def test_monotone_in_the_direction_of_risk(champion, member_rows, feature):
         previous = current
 
 
-def test_champion_is_only_replaced_by_a_better_model(pipeline_home):
-    """Retraining on the same data gives the same AUC, which does not beat the champion."""
+def test_training_goes_through_the_promotion_gates(pipeline_home, tmp_path):
+    """A version whose gates fail is refused (alias challenger, reasons as tags); the champion stays."""
+    import shutil
+
+    from coopscore.paths import Paths
+    from training.promotion import CHALLENGER, Gates
     from training.train import train_subject
 
-    registry.use_store(pipeline_home)
-    before = registry.champion_version("member").version
-    result = train_subject(pipeline_home, "member")
-    assert result.champion_auc_before is not None
-    assert result.promoted is (result.oot_auc > result.champion_auc_before)
-    after = registry.champion_version("member").version
-    assert after == (result.version if result.promoted else before)
+    other = Paths(tmp_path / "gated-home")
+    shutil.copytree(pipeline_home.clean, other.clean)
+    lenient = Gates(max_abs_calibration_in_the_large=1, max_ece=1, max_feature_psi=100,
+                    max_approval_rate_gap=1)
+    first = train_subject(other, "member", gates=lenient, n_boot=50)
+    assert first.promoted and first.decision.champion_before is None
+    strict = Gates(max_abs_calibration_in_the_large=1, max_ece=1, max_feature_psi=0.0,
+                   max_approval_rate_gap=1)
+    second = train_subject(other, "member", gates=strict, n_boot=50)
+    assert not second.promoted and second.decision.champion_before == first.version
+    assert [g.name for g in second.decision.failed()] == ["stability"]
+    registry.use_store(other)
+    client = MlflowClient()
+    assert str(registry.champion_version("member").version) == first.version
+    assert str(client.get_model_version_by_alias("coopscore-member", CHALLENGER).version) == second.version
+    tags = client.get_model_version("coopscore-member", second.version).tags
+    assert tags["gate.stability"].startswith("FAIL") and tags["gate.auc"].startswith("pass")
+    assert tags["promotion"] == "refused by the gates"
 
 
 def test_each_home_keeps_its_own_mlflow_store(pipeline_home, tmp_path):
@@ -100,7 +115,7 @@ def test_each_home_keeps_its_own_mlflow_store(pipeline_home, tmp_path):
     registry.use_store(pipeline_home)
     before = [v.version for v in MlflowClient().search_model_versions("name='coopscore-member'")]
     result = train_subject(other, "member")
-    assert result.version == "1" and result.champion_auc_before is None
+    assert result.version == "1" and result.decision.champion_before is None
     registry.use_store(pipeline_home)
     after = [v.version for v in MlflowClient().search_model_versions("name='coopscore-member'")]
     assert sorted(after) == sorted(before)

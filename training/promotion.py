@@ -46,6 +46,10 @@ class Decision:
     promoted: bool
     gates: list[GateResult]
     champion_before: str | None
+    overridden: bool = False
+
+    def failed(self) -> list[GateResult]:
+        return [g for g in self.gates if not g.passed]
 
 
 def check_gates(challenger: ChampionEvaluation, champion: ChampionEvaluation | None,
@@ -82,8 +86,13 @@ def check_gates(challenger: ChampionEvaluation, champion: ChampionEvaluation | N
 
 
 def promote(paths: Paths, subject: str, version: str | None = None, gates: Gates = Gates(),
-            n_boot: int = 200) -> Decision:
-    """Evaluate `version` (default: the newest) against the champion and move the aliases."""
+            n_boot: int = 200, override: str | None = None) -> Decision:
+    """Evaluate `version` (default: the newest) against the champion and move the aliases.
+
+    `override` is the model owner's written reason to promote despite failed gates (for example a
+    first champion on a young platform); it is recorded on the version next to the failed gates."""
+    if override is not None and not override.strip():
+        raise LookupError("an override needs a reason: say why the failed gates are accepted.")
     registry.use_store(paths)
     client = MlflowClient()
     name = registry.model_name(subject)
@@ -97,17 +106,22 @@ def promote(paths: Paths, subject: str, version: str | None = None, gates: Gates
     current = registry.champion_version(subject)
     if current is not None and str(current.version) == version:
         raise LookupError(f"version {version} is already the champion")
-    challenger = evaluate_model(paths, subject, mlflow.pyfunc.load_model(f"models:/{name}/{version}"),
-                                version, n_boot).evaluation
-    champion = (evaluate_model(paths, subject, mlflow.pyfunc.load_model(f"models:/{name}/{current.version}"),
-                               str(current.version), n_boot).evaluation if current else None)
+    challenger = _evaluate(paths, subject, name, version, n_boot)
+    champion = _evaluate(paths, subject, name, str(current.version), n_boot) if current else None
     results = check_gates(challenger, champion, gates)
-    promoted = all(r.passed for r in results)
+    passed = all(r.passed for r in results)
+    promoted = passed or override is not None
     for r in results:
         client.set_model_version_tag(name, version, f"gate.{r.name}",
                                      f"{'pass' if r.passed else 'FAIL'}: {r.detail}")
-    client.set_model_version_tag(name, version, "promotion",
-                                 "promoted to champion" if promoted else "refused by the gates")
+    if passed:
+        outcome = "promoted to champion"
+    elif promoted:
+        outcome = "promoted by override despite failed gates"
+        client.set_model_version_tag(name, version, "promotion.override_reason", override.strip())
+    else:
+        outcome = "refused by the gates"
+    client.set_model_version_tag(name, version, "promotion", outcome)
     if promoted:
         if current is not None:
             client.set_registered_model_alias(name, PREVIOUS, current.version)
@@ -115,7 +129,12 @@ def promote(paths: Paths, subject: str, version: str | None = None, gates: Gates
     else:
         client.set_registered_model_alias(name, CHALLENGER, version)
     return Decision(subject, version, promoted, results,
-                    str(current.version) if current else None)
+                    str(current.version) if current else None, overridden=promoted and not passed)
+
+
+def _evaluate(paths: Paths, subject: str, name: str, version: str, n_boot: int) -> ChampionEvaluation:
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return evaluate_model(paths, subject, model, version, n_boot, with_scorecard=False).evaluation
 
 
 def rollback(paths: Paths, subject: str) -> tuple[str, str]:

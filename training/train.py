@@ -1,7 +1,8 @@
 """Train one subject's model end to end: data, fit, calibrate, measure, log, register, promote.
 
-Promotion here is the simple rule of the first release: the new version becomes `champion` when
-it beats the current champion's out-of-time AUC on the same out-of-time applications.
+The new version becomes `champion` only through the promotion gates (`training.promotion`): AUC
+against the champion's, calibration, feature stability and fairness, the first version included.
+A refused version keeps the alias `challenger` and the gates' reasons as tags.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from features.catalogue import feature_names
 from training import plots, registry, scaling
 from training.dataset import build_training_set, out_of_time_split
 from training.fit import fit
+from training.promotion import Decision, Gates, promote
 
 PIP_REQUIREMENTS = [f"{p}=={package_version(p)}"
                     for p in ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn")]
@@ -39,10 +41,13 @@ class TrainResult:
     version: str
     oot_auc: float
     true_pd_auc: float | None
-    champion_auc_before: float | None
-    promoted: bool
+    decision: Decision  # the promotion gates' verdict on this version
     seconds: float
     metrics: dict = field(default_factory=dict)
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.promoted
 
 
 def _true_pd(paths: Paths) -> pd.DataFrame | None:
@@ -50,8 +55,8 @@ def _true_pd(paths: Paths) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-def train_subject(paths: Paths, subject: str,
-                  progress: Callable[[str], None] = lambda _: None) -> TrainResult:
+def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = lambda _: None,
+                  gates: Gates = Gates(), n_boot: int = 200) -> TrainResult:
     started = time.perf_counter()
     registry.use_store(paths)
     progress("building the training set (features as of each application date)")
@@ -108,18 +113,12 @@ def train_subject(paths: Paths, subject: str,
             plt.close(fig)
         version = _log_model(model, subject, oot[features].head(5))
 
-    champion_auc = _champion_auc_on(oot, subject)
-    promoted = champion_auc is None or metrics["oot_auc"] > champion_auc
-    client = MlflowClient()
-    name = registry.model_name(subject)
-    client.set_model_version_tag(name, version, "oot_auc", f"{metrics['oot_auc']:.4f}")
-    client.set_model_version_tag(name, version, "decision",
-                                 "champion" if promoted else f"kept champion (AUC {champion_auc:.4f})")
-    if promoted:
-        client.set_registered_model_alias(name, registry.CHAMPION, version)
+    MlflowClient().set_model_version_tag(registry.model_name(subject), version, "oot_auc",
+                                         f"{metrics['oot_auc']:.4f}")
+    progress("checking the promotion gates against the champion")
+    decision = promote(paths, subject, version, gates, n_boot=n_boot)
     return TrainResult(subject, run.info.run_id, version, metrics["oot_auc"],
-                       metrics.get("oot_auc_true_pd"), champion_auc, promoted,
-                       time.perf_counter() - started, metrics)
+                       metrics.get("oot_auc_true_pd"), decision, time.perf_counter() - started, metrics)
 
 
 def _log_model(model, subject: str, example: pd.DataFrame) -> str:
@@ -143,12 +142,3 @@ def _log_model(model, subject: str, example: pd.DataFrame) -> str:
             registered_model_name=registry.model_name(subject),
         )
     return str(info.registered_model_version)
-
-
-def _champion_auc_on(oot: pd.DataFrame, subject: str) -> float | None:
-    """The current champion's AUC on the new model's out-of-time applications."""
-    current = registry.champion_version(subject)
-    if current is None:
-        return None
-    champion = mlflow.pyfunc.load_model(registry.champion_uri(subject))
-    return float(roc_auc_score(oot["label"], champion.predict(oot)["pd"]))

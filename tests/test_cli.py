@@ -1,0 +1,40 @@
+"""The `coopscore` command as a user runs it: a real process, in its own COOPSCORE_HOME."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_cli(home: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COOPSCORE_HOME": str(home), "COLUMNS": "200"}
+    env.pop("COOPSCORE_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "coopscore.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("demo-home")
+    done = run_cli(home, "demo", "--no-serve", "--members", "3000", "--cooperatives", "1000")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return home
+
+
+def test_demo_runs_every_step_and_leaves_champions(demo_home):
+    for table in ("transactions", "members", "loan_applications"):
+        assert (demo_home / "data" / "clean" / f"{table}.parquet").exists()
+    assert (demo_home / "features" / "snapshot.json").exists()
+    again = run_cli(demo_home, "demo", "--no-serve", "--members", "3000", "--cooperatives", "1000")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "reusing the champion models" in again.stdout
+
+
+def test_train_with_only_a_target_is_refused_with_advice(demo_home):
+    done = run_cli(demo_home, "train", "--target", "default")
+    assert done.returncode == 1
+    assert "--table and --target go together" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
