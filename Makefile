@@ -6,7 +6,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install demo test serve mlflow-ui benchmark clean
+.PHONY: install demo test serve mlflow-ui benchmark benchmark-own-table clean
 
 install: .venv/.installed  ## the environment alone, from uv.lock
 
@@ -32,3 +32,6 @@ benchmark: install  ## speed measurements, written to docs/benchmarks.md
 
 clean:
 	rm -rf var .venv .tools
+
+benchmark-own-table: install  ## own-table training on public credit tables, to docs/benchmarks-own-table.md
+	.venv/bin/python -m benchmarks.own_table

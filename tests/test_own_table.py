@@ -54,7 +54,7 @@ def test_trains_and_logs_to_mlflow(tmp_path, uri, suffix):
     assert result.rows == ROWS
     assert result.folds == 3
     assert result.auc_mean > 0.7
-    assert result.num_leaves in (15, 31, 63)
+    assert result.num_leaves in (4, 15, 31, 63)
     assert result.features == {"income": "numeric", "debt_ratio": "numeric", "n_loans": "numeric",
                                "province": "categorical", "disbursed": "date"}
     assert "loan_id" in result.dropped
