@@ -36,7 +36,14 @@ No real data exists for us, so this module writes a data set that conforms to
    reaches 91 days within 12 months of the application, a non-defaulter never does) and low ``z``
    borrowers are late more often on the loans that do not default. A later application of a borrower
    whose earlier loan has already defaulted is dropped (no bank would lend).
-8. Optionally, the dirt real feeds have (duplicates, negative or absurd amounts, future timestamps,
+8. The legacy book: members and cooperatives borrowed before the platform recorded anything. About
+   30 % of the members and two thirds of the cooperatives that existed then get one or two loans
+   applied for and disbursed in the 24 months before the data starts, drawn like those of step 7 (on a
+   calendar that starts 24 months earlier). Their applications are unlabelled (the outcome window lies
+   before the records) and have no true PD; their repayment rows and repayment transactions start at
+   the data start, and no disbursal is recorded. A legacy default also drops later applications. So
+   the loan book is seasoned from the start, and loan features do not drift as the book grows.
+9. Optionally, the dirt real feeds have (duplicates, negative or absurd amounts, future timestamps,
    unknown ids, missing fields, invalid values), counted per table and kind.
 
 Everything is vectorised with numpy and pyarrow: the loops run over months, years, the (at most three)
@@ -153,6 +160,12 @@ OUTFLOW_CATEGORIES = np.array([CAT[c] for c in ("inputs", "wages", "utilities", 
 OUTFLOW_CATEGORY_P = np.array([[0.45, 0.10, 0.15, 0.15, 0.15],   # members
                                [0.45, 0.25, 0.10, 0.10, 0.10]])  # cooperatives
 OUTFLOW_CATEGORY_SIZE = np.array([1.4, 1.2, 0.25, 0.9, 0.6])  # relative ticket size
+
+# The legacy book: loans of the LEGACY_MONTHS before the data starts, 0/1/2 per member or cooperative.
+NEW_COOP_SHARE = 0.1  # cooperatives founded during the first NEW_COOP_MONTHS of the data
+NEW_COOP_MONTHS = 12
+LEGACY_MONTHS = 24
+LEGACY_COUNT_P = {MEMBER: [0.70, 0.25, 0.05], COOP: [0.35, 0.40, 0.25]}
 
 MEMBER_DEFAULT_RATE = 0.065
 COOP_DEFAULT_RATE = 0.05
@@ -348,14 +361,21 @@ def make_seasons(cal: Calendar) -> tuple[np.ndarray, np.ndarray]:
 def make_cooperatives(rng: np.random.Generator, n: int, cal: Calendar) -> pd.DataFrame:
     province = rng.choice(len(v.PROVINCES), n, p=rng.dirichlet(np.full(len(v.PROVINCES), 6.0)))
     region = REGION_OF[province]
-    age_days = (365.25 * np.clip(2.0 + rng.exponential(8.0, n), 2.0, 45.0)).astype(np.int64)
+    age_days = (365.25 * np.clip(0.5 + rng.exponential(8.0, n), 0.5, 45.0)).astype(np.int64)
     start = cal.month_start[0]
+    founding = start - age_days * NS_PER_DAY
+    # New cooperatives keep being founded (Law on Cooperatives 2023) and join the platform: without
+    # them the population only ages and every tenure feature drifts between periods.
+    new = rng.random(n) < NEW_COOP_SHARE
+    month = rng.integers(0, min(NEW_COOP_MONTHS, cal.months - 14), n)
+    during = cal.month_start[month] + (rng.random(n) * cal.days[month]).astype(np.int64) * NS_PER_DAY
     return pd.DataFrame({
         "province": province, "region": region,
         "sector": _categorical(rng, COOP_SECTOR_P, region),
-        "founding": start - age_days * NS_PER_DAY,
+        "founding": np.where(new, during, founding) // NS_PER_DAY * NS_PER_DAY,
+        "active_from": np.where(new, month + 1, 0),  # trading on the platform from the next month
         "z": rng.standard_normal(n),
-        "size_weight": rng.lognormal(0.0, 0.8, n),  # some cooperatives are much bigger
+        "size_weight": rng.lognormal(0.0, 0.8, n) * np.where(new, 0.3, 1.0),  # some are much bigger
         "off_platform": rng.poisson(12, n),  # official members not (yet) on the platform
         "capital_noise": rng.normal(0.0, 0.6, n),
     })
@@ -392,12 +412,17 @@ def make_members(rng: np.random.Generator, n: int, coops: pd.DataFrame, cal: Cal
 
 def _join_dates(rng: np.random.Generator, n: int, founding: np.ndarray, cal: Calendar
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """85 % joined before the data starts; the rest during the first two years (active next month)."""
+    """85 % joined before the data starts; the rest during the first two years (active next month).
+    Members of a cooperative founded during the data join in the months after its founding."""
     start = cal.month_start[0]
     before = founding + (rng.random(n) * (start - founding - NS_PER_DAY)).astype(np.int64)
     month = rng.integers(0, min(24, cal.months - 1), n)
+    young = founding >= start
+    founded = cal.month_of(np.where(young, founding, start))
+    month = np.where(young, founded + 1 + (rng.random(n) * np.maximum(min(24, cal.months - 1) - founded - 1, 1)
+                                           ).astype(np.int64), month)
     during = cal.month_start[month] + (rng.random(n) * cal.days[month]).astype(np.int64) * NS_PER_DAY
-    late = rng.random(n) < 0.15
+    late = (rng.random(n) < 0.15) | young
     join = np.where(late, during, before) // NS_PER_DAY * NS_PER_DAY
     return join, np.where(late, month + 1, 0)
 
@@ -451,7 +476,7 @@ def make_behaviour(rng: np.random.Generator, members: pd.DataFrame, coops: pd.Da
         "profile": 2 * region + np.r_[m_farming, c_farming],
         "sector": np.r_[m_sector, coops.sector.to_numpy()],  # member sector, or cooperative sector
         "z_coop": np.r_[members.z_coop, coops.z],
-        "active_from": np.r_[members.active_from, np.zeros(n_c, np.int64)],
+        "active_from": np.r_[members.active_from, coops.active_from.to_numpy()],
         "revenue": np.exp(log_revenue),  # expected monthly sales, VND
         # activity: sales and purchases per month
         "lam_in": np.where(is_coop, 10.0, 1.25) * np.exp(0.35 * z + 0.3 * is_hb + 0.25 * noise[1]),
@@ -535,7 +560,14 @@ def _annuity(principal: np.ndarray, annual_rate: np.ndarray, term: np.ndarray) -
 def make_loan_applications(rng: np.random.Generator, ent: pd.DataFrame, shocks: np.ndarray,
                            cal: Calendar) -> pd.DataFrame:
     """Amount, term, purpose, the true PD and the label of every application."""
-    apps = application_months(rng, ent, cal)
+    apps = _application_terms(rng, application_months(rng, ent, cal), ent)
+    apps["true_pd"] = true_pd(apps, ent, shocks, cal)
+    apps["default"] = rng.random(len(apps)) < apps.true_pd.to_numpy()
+    return apps
+
+
+def _application_terms(rng: np.random.Generator, apps: pd.DataFrame, ent: pd.DataFrame) -> pd.DataFrame:
+    """Requested amount, term and purpose of applications that have an entity and a date."""
     e = apps.entity.to_numpy()
     n = len(apps)
     is_coop = ent.kind.to_numpy()[e] == COOP
@@ -553,8 +585,6 @@ def make_loan_applications(rng: np.random.Generator, ent: pd.DataFrame, shocks: 
     apps["requested"] = requested.astype(np.int64)
     apps["term"] = term.astype(np.int64)
     apps["purpose"] = _categorical(rng, PURPOSE_P, purpose_class)
-    apps["true_pd"] = true_pd(apps, ent, shocks, cal)
-    apps["default"] = rng.random(n) < apps.true_pd.to_numpy()
     return apps
 
 
@@ -623,17 +653,68 @@ def make_loans(rng: np.random.Generator, apps: pd.DataFrame, ent: pd.DataFrame, 
     })
 
 
-def drop_after_default(apps: pd.DataFrame, loans: pd.DataFrame) -> np.ndarray:
-    """Keep mask: a later application is dropped if the borrower's earlier loan is already in default."""
+def drop_after_default(apps: pd.DataFrame, loans: pd.DataFrame,
+                       earlier_default: np.ndarray | None = None) -> np.ndarray:
+    """Keep mask: a later application is dropped if the borrower's earlier loan is already in default.
+
+    earlier_default: per entity, the day an older loan (the legacy book) went into default, if any."""
     keep = np.ones(len(apps), bool)
     e, ordinal, day = apps.entity.to_numpy(), apps.ordinal.to_numpy(), apps.date.to_numpy()
-    earliest = np.full(int(e.max()) + 1 if len(e) else 0, np.iinfo(np.int64).max)
+    if earlier_default is None:
+        earliest = np.full(int(e.max()) + 1 if len(e) else 0, np.iinfo(np.int64).max)
+    else:
+        earliest = np.array(earlier_default, dtype=np.int64)
     for k in range(3):  # ordinal by ordinal: a dropped application's loan never counts
         now = ordinal == k
         keep[now] = earliest[e[now]] >= day[now]
         kept = now & keep
         np.minimum.at(earliest, e[kept], loans.default_day.to_numpy()[kept])
     return keep
+
+
+def make_legacy_book(rng: np.random.Generator, ent: pd.DataFrame, since: np.ndarray,
+                     shocks: np.ndarray, cal: Calendar
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The loans of the years before the platform: applications, loans and repayments.
+
+    Applications and disbursals fall in the LEGACY_MONTHS before the data starts, to entities that
+    existed then (`since`: join or founding day), drawn like the in-window ones (same amounts, terms,
+    true PD and default timing, on a calendar that starts LEGACY_MONTHS earlier). Only the month ends
+    from the data start on are kept as repayment rows. Month indices (`month`, `d_month`) come back
+    on `cal`, so they are negative for the legacy months; the label is kept but never published."""
+    lcal = make_calendar((np.datetime64(cal.start, "M") - LEGACY_MONTHS).astype("datetime64[D]").item(),
+                         cal.months + LEGACY_MONTHS)
+    n = len(ent)
+    is_coop = ent.kind.to_numpy() == COOP
+    lo = np.maximum(0, lcal.month_of(np.asarray(since)) + 1)  # the month after joining / founding
+    hi = LEGACY_MONTHS - 1
+    count = np.where(is_coop, rng.choice(3, n, p=LEGACY_COUNT_P[COOP]),
+                     rng.choice(3, n, p=LEGACY_COUNT_P[MEMBER]))
+    first = lo + (rng.random(n) * np.maximum(hi - lo + 1, 0)).astype(np.int64)
+    parts, month = [], first
+    for k in range(2):  # at most two legacy loans per borrower, 6-15 months apart
+        keep = (k < count) & (month <= hi) & (lo <= hi)
+        parts.append(pd.DataFrame({"entity": np.flatnonzero(keep), "ordinal": k, "month": month[keep]}))
+        month = month + rng.integers(6, 16, n)
+    apps = pd.concat(parts, ignore_index=True)
+    last = apps.month.to_numpy() == hi  # disbursed (up to 10 days later) before the data starts
+    day = (rng.random(len(apps)) * (lcal.days[apps.month.to_numpy()] - 10 * last)).astype(np.int64)
+    apps["date"] = lcal.month_start[apps.month.to_numpy()] + day * NS_PER_DAY
+    apps = _application_terms(rng, apps, ent)
+    before = np.ones((n, LEGACY_MONTHS), dtype=shocks.dtype)  # no shocks before the data starts
+    apps["true_pd"] = true_pd(apps, ent, np.hstack([before, shocks]), lcal)
+    apps["default"] = rng.random(len(apps)) < apps.true_pd.to_numpy()
+    loans = make_loans(rng, apps, ent, lcal)
+    keep = drop_after_default(apps, loans)
+    apps, loans = apps[keep], loans[keep]
+    order = np.argsort(apps.date.to_numpy(), kind="stable")  # ids in time order
+    apps, loans = apps.iloc[order].reset_index(drop=True), loans.iloc[order].reset_index(drop=True)
+    repayments = make_repayments(rng, loans, ent, lcal)
+    repayments = repayments[repayments.month >= LEGACY_MONTHS].reset_index(drop=True)
+    repayments["month"] -= LEGACY_MONTHS
+    apps["month"] -= LEGACY_MONTHS
+    loans["d_month"] -= LEGACY_MONTHS
+    return apps, loans, repayments
 
 
 def make_repayments(rng: np.random.Generator, loans: pd.DataFrame, ent: pd.DataFrame,
@@ -771,25 +852,29 @@ def _counterparties(rng: np.random.Generator, tx: dict, ent: pd.DataFrame, salt:
 
 def loan_transactions(rng: np.random.Generator, loans: pd.DataFrame, repayments: pd.DataFrame,
                       cal: Calendar, salt: int) -> dict[str, np.ndarray]:
-    """The money of the loans: one disbursal inflow each, one repayment outflow per month paid."""
+    """The money of the loans: one disbursal inflow each (if disbursed inside the data), one
+    repayment outflow per month paid."""
     paid = repayments[repayments.paid > 0]
     loan = paid.loan.to_numpy()
-    disb_day = (loans.disbursal.to_numpy() - cal.month_start[loans.d_month.to_numpy()]) // NS_PER_DAY
+    disbursal = loans.disbursal.to_numpy()
+    as_days = disbursal.astype("datetime64[ns]").astype("datetime64[D]")
+    disb_day = (as_days - as_days.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64)
     t = paid.month.to_numpy()
     day = np.minimum(disb_day[loan] + rng.integers(0, 5, len(loan)), cal.days[t] - 1)
-    n_l, n_r = len(loans), len(loan)
+    inside = np.flatnonzero(loans.d_month.to_numpy() >= 0)  # the legacy book's happened before
+    n_l, n_r = len(inside), len(loan)
     office_hours = rng.integers(8 * 3600, 17 * 3600, n_l + n_r) * 10**9
-    disb_ts = loans.disbursal.to_numpy() + office_hours[:n_l]
+    disb_ts = disbursal[inside] + office_hours[:n_l]
     repay_ts = cal.month_start[t] + day * NS_PER_DAY + office_hours[n_l:]
-    bank = np.r_[loans.bank.to_numpy(), loans.bank.to_numpy()[loan]].astype(np.uint64)
+    bank = np.r_[loans.bank.to_numpy()[inside], loans.bank.to_numpy()[loan]].astype(np.uint64)
     return {
-        "e": np.r_[loans.entity.to_numpy(), loans.entity.to_numpy()[loan]].astype(np.int32),
-        "t": np.r_[loans.d_month.to_numpy(), t].astype(np.int32),
+        "e": np.r_[loans.entity.to_numpy()[inside], loans.entity.to_numpy()[loan]].astype(np.int32),
+        "t": np.r_[loans.d_month.to_numpy()[inside], t].astype(np.int32),
         "direction": np.r_[np.full(n_l, INFLOW), np.full(n_r, OUTFLOW)].astype(np.int8),
         "ts": np.r_[disb_ts, repay_ts],
         "category": np.r_[np.full(n_l, CAT["loan_disbursal"]),
                           np.full(n_r, CAT["loan_repayment"])].astype(np.int8),
-        "amount": np.r_[loans.principal.to_numpy(), paid.paid.to_numpy()].astype(np.int64),
+        "amount": np.r_[loans.principal.to_numpy()[inside], paid.paid.to_numpy()].astype(np.int64),
         "channel": np.full(n_l + n_r, CH["vietqr"], np.int8),
         "cp_key": ((np.uint64(0xBA) << np.uint64(56)) | bank) ^ np.uint64(salt),
     }
@@ -888,6 +973,7 @@ def e_invoices_table(inv: dict, ent: pd.DataFrame, entity_ids: pa.Array) -> pa.T
 def loan_tables(apps: pd.DataFrame, loans: pd.DataFrame, repayments: pd.DataFrame, ent: pd.DataFrame,
                 entity_ids: pa.Array) -> dict[str, pa.Table]:
     n = len(apps)
+    legacy = apps.month.to_numpy() < 0  # applied before the data starts
     app_ids = _ids("HS", np.arange(1, n + 1), 8)
     loan_ids = _ids("KV", np.arange(1, n + 1), 8)
     entity_type = _vocab(v.ENTITY_TYPES, ent.kind.to_numpy()[apps.entity.to_numpy()])
@@ -898,7 +984,8 @@ def loan_tables(apps: pd.DataFrame, loans: pd.DataFrame, repayments: pd.DataFram
             "application_date": apps.date // NS_PER_DAY * NS_PER_DAY,
             "requested_amount_vnd": apps.requested, "term_months": apps.term,
             "purpose": _vocab(v.LOAN_PURPOSES, apps.purpose),
-            "default_12m": apps.default.astype(np.float64)}),
+            # the legacy book's outcome window lies before the platform's records: unknown
+            "default_12m": np.where(legacy, np.nan, apps.default.astype(np.float64))}),
         "loans": to_table(CONTRACTS["loans"], {
             "loan_id": loan_ids, "application_id": app_ids, "entity_type": entity_type,
             "entity_id": entity_id, "disbursal_date": loans.disbursal, "principal_vnd": loans.principal,
@@ -907,7 +994,8 @@ def loan_tables(apps: pd.DataFrame, loans: pd.DataFrame, repayments: pd.DataFram
             "loan_id": pc.take(loan_ids, pa.array(repayments.loan.to_numpy())),
             "month": repayments.month_end, "days_past_due": repayments.dpd,
             "amount_due_vnd": repayments.due, "amount_paid_vnd": repayments.paid}),
-        "true_pd": to_table(CONTRACTS["true_pd"], {"application_id": app_ids, "true_pd": apps.true_pd}),
+        "true_pd": to_table(CONTRACTS["true_pd"], {
+            "application_id": app_ids.filter(pa.array(~legacy)), "true_pd": apps.true_pd[~legacy]}),
     }
 
 
@@ -1102,13 +1190,22 @@ def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | No
     member_ids, coop_ids = entity_ids.slice(0, members), entity_ids.slice(members)
 
     report("loan applications", 0.02)
+    old_apps, old_loans, old_repayments = make_legacy_book(
+        _rng(seed, "legacy book"), ent, np.r_[people.joined, coops.founding], shocks, cal)
+    earlier_default = np.full(len(ent), np.iinfo(np.int64).max)
+    np.minimum.at(earlier_default, old_loans.entity.to_numpy(), old_loans.default_day.to_numpy())
     apps = make_loan_applications(_rng(seed, "applications"), ent, shocks, cal)
     loans = make_loans(_rng(seed, "loans"), apps, ent, cal)
-    keep = drop_after_default(apps, loans)
+    keep = drop_after_default(apps, loans, earlier_default)
     apps, loans = apps[keep], loans[keep]
     order = np.argsort(apps.date.to_numpy(), kind="stable")  # ids in time order
     apps, loans = apps.iloc[order].reset_index(drop=True), loans.iloc[order].reset_index(drop=True)
     repayments = make_repayments(_rng(seed, "repayments"), loans, ent, cal)
+    # the legacy book first: all of it is older, so ids stay in time order
+    repayments["loan"] += len(old_loans)
+    apps = pd.concat([old_apps, apps], ignore_index=True)
+    loans = pd.concat([old_loans, loans], ignore_index=True)
+    repayments = pd.concat([old_repayments, repayments], ignore_index=True)
 
     report("transactions", 0.03)
     tx = make_transactions(_rng(seed, "transactions"), ent, cal, shocks, salt)

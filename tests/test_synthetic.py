@@ -79,7 +79,8 @@ def test_every_reference_points_to_an_existing_row(clean):
         assert df.entity_id[~is_member].isin(coops).all(), table
     apps = set(clean["loan_applications"].application_id)
     assert set(clean["loans"].application_id) == apps  # every application is disbursed, once
-    assert set(clean["true_pd"].application_id) == apps
+    labelled = clean["loan_applications"].default_12m.notna()
+    assert set(clean["true_pd"].application_id) == set(clean["loan_applications"].application_id[labelled])
     assert set(clean["repayments"].loan_id) <= set(clean["loans"].loan_id)
 
 
@@ -88,8 +89,28 @@ def test_time_stays_inside_the_data_period(clean):
                           ("loan_applications", "application_date"), ("loans", "disbursal_date"),
                           ("repayments", "month")):
         assert clean[table][column].max() < END, table
-        assert clean[table][column].min() >= pd.Timestamp(START), table
-    assert (clean["cooperatives"].founding_date < pd.Timestamp(START) - pd.DateOffset(years=2)).all()
+        inside = clean[table][column] >= pd.Timestamp(START)
+        if table in ("loan_applications", "loans"):  # the legacy book is older, and unlabelled
+            legacy = _legacy_application_ids(clean)
+            assert (inside != clean[table].application_id.isin(legacy)).all(), table
+        else:
+            assert inside.all(), table
+    founding = clean["cooperatives"].founding_date
+    assert (founding < pd.Timestamp(START) + pd.DateOffset(months=12)).all()
+
+
+def test_new_cooperatives_are_founded_during_the_data_and_members_join_after(clean):
+    """Without new cooperatives the population only ages and tenure drifts between periods."""
+    coops = clean["cooperatives"].set_index("cooperative_id")
+    new = coops.founding_date >= pd.Timestamp(START)
+    assert 0.05 < new.mean() < 0.2
+    members = clean["members"]
+    founded = members.cooperative_id.map(coops.founding_date)
+    assert (members.join_date > founded).all()
+    tx = clean["transactions"]
+    first = tx[tx.entity_type == "cooperative"].groupby("entity_id").ts.min()
+    young = coops.index[new]
+    assert (first.reindex(young).dropna() >= coops.founding_date[young].reindex(young)).all()
     for table, column in (("cooperatives", "founding_date"), ("members", "join_date"),
                           ("loan_applications", "application_date"), ("loans", "disbursal_date")):
         assert (clean[table][column] == clean[table][column].dt.normalize()).all(), table
@@ -116,6 +137,7 @@ def test_members_cooperatives_and_protected_attributes(clean):
 
 def test_applications_have_history_before_and_an_outcome_window_after(clean):
     apps = clean["loan_applications"]
+    apps = apps[apps.default_12m.notna()]  # the platform's own applications, not the legacy book
     members = clean["members"]
     assert apps.application_date.min() >= pd.Timestamp(START) + pd.DateOffset(months=12)
     assert (apps.application_date + pd.DateOffset(months=12)).max() < END
@@ -128,6 +150,7 @@ def test_applications_have_history_before_and_an_outcome_window_after(clean):
     first = m_apps.groupby("entity_id").application_date.min()
     history_from = joined[first.index].clip(lower=pd.Timestamp(START))
     assert (first >= history_from + pd.DateOffset(months=12)).all()
+    apps = clean["loan_applications"]  # legacy book included
     limits = apps.entity_id.map(members.set_index("member_id").member_type).fillna("cooperative")
     assert (apps.requested_amount_vnd <= limits.map(v.UNSECURED_LIMIT_VND)).all()
 
@@ -147,7 +170,8 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path):
 # --- labels and the true PD -------------------------------------------------------------------
 def test_label_agrees_with_repayments(clean):
     """default_12m == 1 iff some month-end within 12 months of the application is 91+ days late."""
-    apps = clean["loan_applications"].merge(clean["loans"][["loan_id", "application_id"]])
+    apps = clean["loan_applications"].dropna(subset=["default_12m"])
+    apps = apps.merge(clean["loans"][["loan_id", "application_id"]])
     rep = clean["repayments"].merge(apps[["loan_id", "application_date", "default_12m"]])
     inside = (rep.month > rep.application_date) & (
         rep.month <= rep.application_date + pd.DateOffset(months=12))
@@ -166,11 +190,14 @@ def test_repayment_amounts_are_consistent(clean):
     first = rep.groupby("loan_id").month.min()
     expected_first = (loans.disbursal_date[first.index] + pd.offsets.MonthEnd(0)
                       + pd.offsets.MonthEnd(1))
+    # a legacy loan's rows start at the first month end of the data
+    expected_first = expected_first.clip(lower=pd.Timestamp(START) + pd.offsets.MonthEnd(0))
     assert (first == expected_first).all()
     months = rep.groupby("loan_id").size()
     label = loans.application_id.map(
         clean["loan_applications"].set_index("application_id").default_12m)
     repaying = months.index[label[months.index] == 0.0]
+    assert len(repaying) > 0
     assert (months[repaying] <= loans.term_months[repaying]).all()  # no rows after the term ends
     on_time = rep[(rep.days_past_due == 0) & (rep.amount_due_vnd > 0)]
     assert (on_time.amount_paid_vnd >= on_time.amount_due_vnd).all()
@@ -192,11 +219,20 @@ def test_protected_attributes_do_not_drive_the_true_pd(clean):
     assert 0.75 < by_gender["female"] / by_gender["male"] < 1.33
 
 
-def test_latent_creditworthiness_shows_in_behaviour(clean):
+@pytest.fixture(scope="module")
+def larger(tmp_path_factory) -> dict[str, pd.DataFrame]:
+    """Enough defaulters (about 300) that behavioural differences are not sampling noise."""
+    out = tmp_path_factory.mktemp("synthetic-larger")
+    generate(out, members=8000, seed=SEED)
+    return read(out)
+
+
+def test_latent_creditworthiness_shows_in_behaviour(larger):
     """Defaulters sold less, less of it on e-invoices or cash registers, and cancelled more invoices
     in the year before they applied."""
-    apps = clean["loan_applications"][["application_id", "entity_id", "application_date",
-                                       "default_12m"]]
+    clean = larger
+    apps = clean["loan_applications"].dropna(subset=["default_12m"])
+    apps = apps[["application_id", "entity_id", "application_date", "default_12m"]]
     tx = clean["transactions"]
     sales = apps.merge(tx[tx.category == "sales"][["entity_id", "ts", "amount_vnd", "channel"]])
     sales = sales[(sales.ts < sales.application_date)
@@ -210,8 +246,55 @@ def test_latent_creditworthiness_shows_in_behaviour(clean):
     assert by_label.formal_share.mean()[1.0] < 0.75 * by_label.formal_share.mean()[0.0]
     invoices = apps.merge(clean["e_invoices"][["entity_id", "issued_at", "status"]])
     invoices = invoices[invoices.issued_at < invoices.application_date]
-    cancelled = invoices.status.eq("cancelled").groupby(invoices.default_12m).mean()
+    # per application, so that a few defaulters with many invoices do not decide it
+    invoices["cancelled"] = invoices.status.eq("cancelled")
+    per_app = invoices.groupby(["application_id", "default_12m"]).cancelled.mean().reset_index()
+    cancelled = per_app.groupby("default_12m").cancelled.mean()
     assert cancelled[1.0] > 1.2 * cancelled[0.0]
+
+
+# --- the legacy book --------------------------------------------------------------------------
+def _legacy_application_ids(clean) -> set:
+    apps = clean["loan_applications"]
+    return set(apps.application_id[apps.application_date < pd.Timestamp(START)])
+
+
+def test_legacy_book_is_older_unlabelled_and_repays_from_the_data_start(clean):
+    """Loans from before the platform: applied for and disbursed in the 24 months before the data,
+    unlabelled (outcome unknown), no true PD, no disbursal transaction, repayment rows from the
+    data start on, some of them late, some defaulted."""
+    apps, loans, rep = clean["loan_applications"], clean["loans"], clean["repayments"]
+    legacy = apps[apps.application_date < pd.Timestamp(START)]
+    members = clean["members"]
+    assert 0.2 <= legacy[legacy.entity_type == "member"].entity_id.nunique() / len(members) <= 0.4
+    assert legacy[legacy.entity_type == "cooperative"].entity_id.nunique() > 0
+    assert (legacy.application_date >= pd.Timestamp(START) - pd.DateOffset(months=24)).all()
+    assert legacy.default_12m.isna().all()
+    assert apps.default_12m[apps.application_date >= pd.Timestamp(START)].notna().all()
+    assert not set(clean["true_pd"].application_id) & set(legacy.application_id)
+    # ids in time order: the legacy book comes first
+    assert apps.sort_values("application_id").application_date.is_monotonic_increasing
+    old = loans[loans.application_id.isin(legacy.application_id)]
+    assert (old.disbursal_date < pd.Timestamp(START)).all()
+    assert (old.disbursal_date >= old.application_id.map(
+        legacy.set_index("application_id").application_date)).all()
+    old_rep = rep[rep.loan_id.isin(old.loan_id)]
+    assert old_rep.month.min() == pd.Timestamp(START) + pd.offsets.MonthEnd(0)
+    assert old_rep.loan_id.nunique() > 0.3 * len(old)  # many still run when the data starts
+    worst = old_rep.groupby("loan_id").days_past_due.max()
+    assert worst.between(1, 90).any() and (worst >= v.DEFAULT_DAYS_PAST_DUE).any()
+    tx = clean["transactions"]
+    disbursals = tx[tx.category == "loan_disbursal"]
+    assert disbursals.ts.min() >= pd.Timestamp(START)
+    assert len(disbursals) == (loans.disbursal_date >= pd.Timestamp(START)).sum()
+    repaid = tx[(tx.category == "loan_repayment") & tx.entity_id.isin(old.entity_id)]
+    assert repaid.ts.min() < pd.Timestamp(START) + pd.DateOffset(months=2)
+    # a borrower whose legacy loan defaulted gets no later loan
+    defaulted = old_rep[old_rep.days_past_due >= v.DEFAULT_DAYS_PAST_DUE]
+    first_default = defaulted.merge(old[["loan_id", "entity_id"]]).groupby("entity_id").month.min()
+    later = apps[apps.application_date >= pd.Timestamp(START)].set_index("entity_id").application_date
+    later = later[later.index.isin(first_default.index)]
+    assert (later <= first_default[later.index]).all()
 
 
 # --- seasons and channels ---------------------------------------------------------------------
