@@ -13,8 +13,13 @@ from features.catalogue import FEATURES, feature_names
 
 
 def _spine(clean_dir, n=60):
-    apps = pd.read_parquet(clean_dir / "loan_applications.parquet").head(n)
-    return apps.rename(columns={"application_id": "spine_id", "application_date": "as_of"})
+    """The first n labelled applicants, all as of one date D. One date, because the cooperative
+    features read other members' loans: data added at one row's as-of date would be legitimately
+    in the past of a later row of the same cooperative."""
+    apps = pd.read_parquet(clean_dir / "loan_applications.parquet")
+    apps = apps[apps["default_12m"].notna()].head(n)
+    apps = apps.rename(columns={"application_id": "spine_id", "application_date": "as_of"})
+    return apps.assign(as_of=apps["as_of"].max())
 
 
 def _append(path, rows: pd.DataFrame):
