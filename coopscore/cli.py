@@ -6,6 +6,7 @@
     coopscore train [--subject member]
     coopscore serve [--port 3000]
     coopscore demo [--rebuild]
+    coopscore banks add|list|revoke, coopscore consents grant|revoke|list, coopscore audit
 """
 from __future__ import annotations
 
@@ -25,11 +26,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from coopscore.paths import Paths, get_paths
+from coopscore.records_cli import audit_cmd, banks_app, consents_app
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # our own progress says what happens
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="coopscore: credit scores for Viet Nam's e-cooperatives.")
 console = Console()
+# The service's records: partner banks and their API keys, members' consents, the audit log.
+app.add_typer(banks_app, name="banks")
+app.add_typer(consents_app, name="consents")
+app.command("audit")(audit_cmd)
 
 
 def fail(message: str) -> None:
