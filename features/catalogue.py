@@ -2,7 +2,8 @@
 
 Each feature has a name, its meaning in Vietnamese and English, its direction of risk and the SQL
 that computes it from the point-in-time aggregates built by `features.engine` (all of them from
-data strictly before the as-of date). The SQL is plain ANSI (CASE, NULLIF, LN, arithmetic): the
+data strictly before the as-of date); the few features of the loan application are on-demand
+numpy functions instead (features/on_demand.py, `Feature.on_demand`). The SQL is plain ANSI (CASE, NULLIF, LN, arithmetic): the
 same declarations run on DuckDB today and on Spark SQL when the pipeline outgrows one machine.
 
 Direction of risk: +1 when a higher value means a higher risk, -1 when a higher value means a lower
@@ -11,7 +12,10 @@ model can never say "more on-time repayments, more risk".
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from features import on_demand
 
 MEMBER = "member"
 COOPERATIVE = "cooperative"
@@ -28,6 +32,9 @@ class Feature:
     reason: str  # the reason code (features.reasons) this feature speaks for
     subjects: tuple[str, ...] = BOTH
     unit: str = ""
+    # Application features are not SQL: they are on-demand numpy functions (features.on_demand),
+    # computed per request by the service and by features.engine for training; `sql` is "" then.
+    on_demand: Callable | None = None
 
 
 def _window_features() -> list[Feature]:
@@ -133,21 +140,20 @@ FEATURES: tuple[Feature, ...] = (
             "Share of its members' loan-months 30+ days past due (12 whole months)", +1,
             "COOPERATIVE_WEAK", subjects=(COOPERATIVE,)),
     # --- the application -----------------------------------------------------------------------
-    Feature("requested_amount_vnd", "requested_amount_vnd", "Số tiền đề nghị vay",
-            "Requested amount", +1, "LOAN_LARGE", unit="VND"),
-    Feature("term_months", "term_months", "Thời hạn vay", "Loan term", 0, "LOAN_LARGE",
-            unit="months"),
-    Feature("loan_to_revenue",
-            "requested_amount_vnd * 1.0 / NULLIF(inflow_sum_365d, 0)",
-            "Số tiền vay so với doanh thu 12 tháng", "Requested amount against 12-month revenue",
-            +1, "LOAN_LARGE"),
-    Feature("instalment_to_net_inflow",
-            # monthly instalment of an annuity at 12% a year, against the mean monthly net inflow
-            "CASE WHEN inflow_sum_365d - outflow_sum_365d > 0 THEN "
-            "(requested_amount_vnd * 0.01 / (1 - POWER(1.01, -term_months))) "
-            "/ ((inflow_sum_365d - outflow_sum_365d) / 12.0) END",
+    # On-demand Python, not SQL (see features/on_demand.py): they need the application, so they
+    # are computed per request, by one vectorised definition shared by training and serving.
+    Feature("requested_amount_vnd", "", "Số tiền đề nghị vay",
+            "Requested amount", +1, "LOAN_LARGE", unit="VND",
+            on_demand=on_demand.requested_amount_vnd),
+    Feature("term_months", "", "Thời hạn vay", "Loan term", 0, "LOAN_LARGE",
+            unit="months", on_demand=on_demand.term_months),
+    Feature("loan_to_revenue", "", "Số tiền vay so với doanh thu 12 tháng",
+            "Requested amount against 12-month revenue", +1, "LOAN_LARGE",
+            on_demand=on_demand.loan_to_revenue),
+    Feature("instalment_to_net_inflow", "",
             "Tiền trả nợ hằng tháng so với dòng tiền ròng hằng tháng",
-            "Monthly instalment against monthly net inflow", +1, "INSTALMENT_BURDEN"),
+            "Monthly instalment against monthly net inflow", +1, "INSTALMENT_BURDEN",
+            on_demand=on_demand.instalment_to_net_inflow),
 )
 
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}

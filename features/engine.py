@@ -8,24 +8,29 @@ Two stages, so that serving does not recompute history on every request:
 1. history: per (entity, as_of), the aggregates and every feature that does not need an application;
 2. application: the features of a requested loan, from the history row and the application.
 Training runs both on all applications; the service reads stage 1 from a snapshot and runs stage 2
-per request.
+per request. Stage 1 is the catalogue's SQL on DuckDB; stage 2 is the catalogue's on-demand numpy
+functions (features/on_demand.py), the very ones the service calls, so training and serving share
+one definition of every application feature.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from collections.abc import Mapping
+
 import duckdb
+import numpy as np
 import pandas as pd
 
+from features import on_demand
 from features.catalogue import FEATURES
 
 # Look-back: 365 days, plus 90 more for "the same season last year".
 LOOKBACK_DAYS = 455
 
-# Features computed in stage 2 (they need the application).
-APPLICATION_FEATURES = ("requested_amount_vnd", "term_months", "loan_to_revenue",
-                        "instalment_to_net_inflow")
-HISTORY_FEATURES = tuple(f for f in FEATURES if f.name not in APPLICATION_FEATURES)
+# Features computed in stage 2 (they need the application): the catalogue's on-demand ones.
+APPLICATION_FEATURES = tuple(f.name for f in FEATURES if f.on_demand is not None)
+HISTORY_FEATURES = tuple(f for f in FEATURES if f.on_demand is None)
 
 SOURCE_TABLES = ("cooperatives", "members", "transactions", "e_invoices", "loans", "repayments")
 
@@ -241,25 +246,33 @@ def history_features(con: duckdb.DuckDBPyConnection, spine: pd.DataFrame) -> pd.
     return out
 
 
-def _application_sql() -> str:
-    app_features = [f for f in FEATURES if f.name in APPLICATION_FEATURES]
-    cols = ",\n  ".join(f"CAST({f.sql} AS DOUBLE) AS {f.name}" for f in app_features)
-    return (f"SELECT h.* EXCLUDE (requested_amount_vnd, term_months), {cols} "
-            "FROM history_with_app h ORDER BY h.spine_id")
+def on_demand_features(history: Mapping[str, np.ndarray], amount_vnd,
+                       term_months) -> dict[str, np.ndarray]:
+    """Stage 2 on aligned arrays: {feature: float64 array}, in catalogue order. `history` maps
+    the columns in features.on_demand.HISTORY_INPUTS to arrays (one value per application)."""
+    missing = [c for c in on_demand.HISTORY_INPUTS if c not in history]
+    if missing:
+        raise ValueError(f"on-demand features need the history columns {missing}")
+    return {f.name: np.asarray(f.on_demand(history, amount_vnd, term_months), dtype=np.float64)
+            for f in FEATURES if f.on_demand is not None}
 
 
 def application_features(history: pd.DataFrame, applications: pd.DataFrame,
                          con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
     """Stage 2. `applications` has spine_id, requested_amount_vnd, term_months; joined to the
-    history rows by spine_id. Runs on DuckDB so the catalogue's SQL is the only definition."""
+    history rows by spine_id; rows sorted by spine_id. `con` is unused (kept for callers that
+    pass one): the features are the catalogue's on-demand numpy functions, not SQL."""
     merged = history.merge(applications[["spine_id", "requested_amount_vnd", "term_months"]],
                            on="spine_id", how="inner", validate="one_to_one")
     if len(merged) != len(applications):
         raise RuntimeError("every application needs exactly one history row")
-    con = con or duckdb.connect()
-    con.register("history_with_app", merged)
-    out = con.execute(_application_sql()).df()
-    con.unregister("history_with_app")
+    merged = merged.sort_values("spine_id", kind="stable").reset_index(drop=True)
+    values = on_demand_features({c: merged[c].to_numpy(dtype=float) for c in on_demand.HISTORY_INPUTS},
+                                merged["requested_amount_vnd"].to_numpy(dtype=float),
+                                merged["term_months"].to_numpy(dtype=float))
+    out = merged.drop(columns=["requested_amount_vnd", "term_months"])
+    for name, column in values.items():
+        out[name] = column
     return out
 
 

@@ -23,10 +23,13 @@ def free_port() -> int:
 
 
 def start_server(home: Path, port: int | None = None, timeout: float = 180.0,
-                 log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """Serve COOPSCORE_HOME=home on 127.0.0.1; returns the process and its base URL."""
+                 log_path: Path | None = None, env: dict[str, str] | None = None
+                 ) -> tuple[subprocess.Popen, str]:
+    """Serve COOPSCORE_HOME=home on 127.0.0.1; returns the process and its base URL.
+    `env` adds settings such as COOPSCORE_RATE_LIMIT or COOPSCORE_RELOAD_SECONDS."""
     port = port or free_port()
-    env = {**os.environ, "COOPSCORE_HOME": str(home), "BENTOML_HOME": str(Path(home) / "bentoml")}
+    env = {**os.environ, "COOPSCORE_HOME": str(home), "BENTOML_HOME": str(Path(home) / "bentoml"),
+           **(env or {})}
     log_path = log_path or Path(home) / "server.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:CoopScore",

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from data_contracts import vocabulary as v
 
@@ -81,6 +81,8 @@ class ScoreResponse(BaseModel):
     missing: list[Missing] = Field(default_factory=list,
                                    description="With insufficient_history: what is missing")
     model: ModelInfo
+    # feature values the score used (audit log), never serialised: see Scorer.features_used
+    _features_used: dict[str, float | None] | None = PrivateAttr(default=None)
 
 
 class ErrorBody(BaseModel):
@@ -88,3 +90,34 @@ class ErrorBody(BaseModel):
     message: str
     request_id: str
     fields: list[dict] = Field(default_factory=list)
+
+
+# -- additions: what the audit log needs, and batch scoring ---------------------------------------
+# ScoreResponse._features_used (above) carries the feature values a score was computed from, set by
+# serving.scorer.Scorer and read with Scorer.features_used(response): never in the JSON or OpenAPI.
+
+
+class BatchScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    applications: list[ScoreRequest] = Field(
+        ..., min_length=1, max_length=1000,
+        description="1 to 1,000 applications, each scored as by POST /v1/scores; the results "
+                    "come back in the same order")
+
+
+class BatchItemError(BaseModel):
+    """One application of a batch that could not be scored; the others still are."""
+    index: int = Field(..., description="Position of the application in `applications` (from 0)")
+    status: Literal["rejected"] = "rejected"
+    http_status: int = Field(..., description="The status a single POST /v1/scores would have "
+                                              "answered (404, 422, 503)")
+    error: str
+    message: str
+    fields: list[dict] = Field(default_factory=list)
+
+
+class BatchScoreResponse(BaseModel):
+    request_id: str
+    results: list[Annotated[ScoreResponse | BatchItemError, Field(discriminator="status")]] = Field(
+        ..., description="One per application, in order: a score (status scored or "
+                         "insufficient_history) or an item error (status rejected)")

@@ -40,3 +40,33 @@ def pipeline_home(tmp_path_factory) -> Paths:
 @pytest.fixture(scope="session")
 def clean_dir(pipeline_home) -> Path:
     return pipeline_home.clean
+
+
+ALL_SCOPES = ("scores:read", "scores:batch", "consents:write", "audit:read")
+
+
+@pytest.fixture(scope="session")
+def records(pipeline_home):
+    """The service's records in the pipeline home (the server started on that home reads them)."""
+    from serving.records import Records
+
+    with Records(pipeline_home) as store:
+        yield store
+
+
+@pytest.fixture(scope="session")
+def bank_token(records) -> str:
+    """A partner bank with every scope; its token goes in `Authorization: Bearer ...`."""
+    return records.add_bank("testbank", "Test bank", ALL_SCOPES).token
+
+
+@pytest.fixture(scope="session")
+def grant(records):
+    """grant(subject_type, subject_id, bank_id="testbank") -> consent id: explicit, for a year."""
+    from datetime import datetime, timedelta, timezone
+
+    def _grant(subject_type: str, subject_id: str, bank_id: str = "testbank") -> str:
+        row = records.grant_consent(subject_type, subject_id, bank_id,
+                                    expires_at=datetime.now(timezone.utc) + timedelta(days=365))
+        return row["consent_id"]
+    return _grant

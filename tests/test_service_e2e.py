@@ -11,20 +11,22 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def server(pipeline_home):
+def server(pipeline_home, bank_token):
     proc, base = start_server(pipeline_home.home)
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, timeout=30,
+                      headers={"Authorization": f"Bearer {bank_token}"}) as client:
         yield client
     stop_server(proc)
 
 
 @pytest.fixture(scope="module")
-def member(pipeline_home):
-    """A member with plenty of history, and its legal form (for the lending limit)."""
+def member(pipeline_home, grant):
+    """A member with plenty of history, its legal form (for the lending limit), and its consent."""
     snap = pd.read_parquet(pipeline_home.features / "snapshot.parquet")
     snap = snap[(snap.entity_type == "member") & (snap.transactions_365d > 40)]
     members = pd.read_parquet(pipeline_home.clean / "members.parquet")
     row = members[members.member_id.isin(snap.entity_id)].iloc[0]
+    grant("member", row.member_id)
     return row
 
 
@@ -67,8 +69,9 @@ def test_a_larger_loan_never_lowers_the_risk(server, member):
     assert large["pd"] >= small["pd"] * (1 - 1e-12)  # equal when no split separates them
 
 
-def test_score_a_cooperative(server, pipeline_home):
+def test_score_a_cooperative(server, pipeline_home, grant):
     coop = pd.read_parquet(pipeline_home.clean / "cooperatives.parquet").iloc[0]
+    grant("cooperative", coop.cooperative_id)
     response = server.post("/v1/scores", json={
         "subject_type": "cooperative", "subject_id": coop.cooperative_id,
         "application": {"amount_vnd": 900_000_000, "term_months": 24, "purpose": "equipment"}})
