@@ -5,6 +5,7 @@
     coopscore features [--as-of 2026-01-01]
     coopscore train [--subject member]
     coopscore serve [--port 3000]
+    coopscore score --input applications.csv --output scores.parquet
     coopscore demo [--rebuild]
     coopscore banks add|list|revoke, coopscore consents grant|revoke|list, coopscore audit
 """
@@ -214,6 +215,46 @@ def _train_own_table(table: Optional[Path], target: Optional[str]) -> None:
 
 
 @app.command()
+def score(input: Path = typer.Option(..., "--input", help="Applications: CSV or Parquet with subject_type, "
+                                     "subject_id, amount_vnd, term_months, purpose [, as_of_date]"),
+          output: Path = typer.Option(..., "--output", help="Where to write one result per input "
+                                      "row: .parquet or .csv"),
+          chunk_rows: int = typer.Option(200_000, min=1, help="Rows scored at a time")) -> None:
+    """Score a file of applications offline with the champion models: PD, score, grade, top reasons.
+
+    Every input row gets one output row (scored, insufficient_history, or rejected with the reason).
+    For the platform's own runs (ranking, monitoring); it does not check banks' consents."""
+    from serving.batch import score_file
+
+    paths = get_paths()
+    try:
+        with progress_bar(f"scoring {input.name}") as update:
+            report = score_file(paths, input, output, progress=lambda f: update("rows", f),
+                                chunk_rows=chunk_rows)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    table = Table("rows", "scored", "insufficient history", "rejected", "seconds", "rows/s",
+                  title=f"{output} (data as of {report.snapshot_date})")
+    table.add_row(f"{report.rows:,}", f"{report.scored:,}", f"{report.insufficient_history:,}",
+                  f"{report.rejected:,}", f"{report.seconds:.1f}", f"{report.rows_per_second:,.0f}")
+    console.print(table)
+    for error, n in sorted(report.rejected_by_error.items(), key=lambda kv: -kv[1]):
+        if error:
+            console.print(f"  rejected, {error}: {n:,} (the reason of each is in the output's message column)")
+
+
+def _check_champions_load(paths: Paths) -> None:
+    """A champion whose artifacts are broken is a clear message here, not a server stack trace."""
+    from serving.scorer import Scorer
+
+    try:
+        with console.status("loading the champion models"):
+            Scorer(paths)
+    except RuntimeError as exc:
+        fail(str(exc))
+
+
+@app.command()
 def serve(port: int = typer.Option(3000, help="HTTP port"),
           host: str = typer.Option("0.0.0.0")) -> None:
     """Start the BentoML scoring service (loads the champion models from the MLflow registry)."""
@@ -222,6 +263,7 @@ def serve(port: int = typer.Option(3000, help="HTTP port"),
         fail("no feature snapshot yet: run `coopscore features` (or `make demo`) first.")
     if not _has_champion(paths):
         fail("no champion model in the MLflow registry yet: run `coopscore train` first.")
+    _check_champions_load(paths)
     console.print(f"scoring API:  http://localhost:{port}/v1/scores")
     console.print(f"API docs:     http://localhost:{port}/v1/docs")
     console.print(f"MLflow UI:    `make mlflow-ui`, then http://localhost:5000 (store {paths.tracking_uri})")

@@ -25,36 +25,53 @@ class _Bucket:
 
 
 class RateLimiter:
-    def __init__(self, rate: float, burst: float, clock=time.monotonic):
-        if rate <= 0 or burst < 1:
-            raise ValueError(f"rate must be > 0 and burst >= 1, got rate={rate}, burst={burst}")
+    """`rate`/`burst` for every bank, unless `per_bank` gives a bank its own (a contract's terms)."""
+
+    def __init__(self, rate: float, burst: float, per_bank: dict[str, tuple[float, float]] | None = None,
+                 clock=time.monotonic):
+        for r, b in [(rate, burst), *(per_bank or {}).values()]:
+            if r <= 0 or b < 1:
+                raise ValueError(f"rate must be > 0 and burst >= 1, got rate={r}, burst={b}")
         self.rate, self.burst, self._clock = float(rate), float(burst), clock
+        self.per_bank = dict(per_bank or {})
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_env(cls) -> "RateLimiter":
-        """COOPSCORE_RATE_LIMIT="rate[/burst]", for example "300/1200"."""
-        text = os.environ.get("COOPSCORE_RATE_LIMIT", f"{DEFAULT_RATE:g}/{DEFAULT_BURST:g}")
-        try:
-            rate, _, burst = text.partition("/")
-            return cls(float(rate), float(burst or float(rate) * 2))
-        except ValueError as exc:
-            raise ValueError(f"COOPSCORE_RATE_LIMIT={text!r} is not valid: write requests a second "
-                             f"per bank, optionally /burst, for example 300/1200 ({exc})") from None
+        """COOPSCORE_RATE_LIMIT="rate[/burst]" (e.g. "300/1200") for every bank, and
+        COOPSCORE_RATE_LIMITS="bank=rate/burst,..." for banks with their own terms."""
+        rate, burst = _parse("COOPSCORE_RATE_LIMIT",
+                             os.environ.get("COOPSCORE_RATE_LIMIT", f"{DEFAULT_RATE:g}/{DEFAULT_BURST:g}"))
+        per_bank = {}
+        for part in filter(None, os.environ.get("COOPSCORE_RATE_LIMITS", "").split(",")):
+            bank, _, limit = part.partition("=")
+            per_bank[bank.strip()] = _parse("COOPSCORE_RATE_LIMITS", limit)
+        return cls(rate, burst, per_bank)
 
     def take(self, key: str, cost: float = 1.0) -> float:
         """Take `cost` tokens for `key`; returns 0 when allowed, else the seconds to wait."""
-        if cost > self.burst:
+        rate, burst = self.per_bank.get(key, (self.rate, self.burst))
+        if cost > burst:
             return math.inf  # can never fit: the caller must split the request
         now = self._clock()
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = self._buckets[key] = _Bucket(self.burst, now)
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+                bucket = self._buckets[key] = _Bucket(burst, now)
+            bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
             bucket.updated = now
             if bucket.tokens >= cost:
                 bucket.tokens -= cost
                 return 0.0
-            return (cost - bucket.tokens) / self.rate
+            return (cost - bucket.tokens) / rate
+
+
+def _parse(name: str, text: str) -> tuple[float, float]:
+    try:
+        rate, _, burst = text.strip().partition("/")
+        rate_f = float(rate)
+        return rate_f, float(burst) if burst else rate_f * 2
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not a rate: write requests a second per bank, "
+                         "optionally /burst, for example 300/1200") from None

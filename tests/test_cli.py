@@ -44,3 +44,26 @@ def test_train_with_only_a_target_is_refused_with_advice(demo_home):
     assert done.returncode == 1
     assert "--table and --target go together" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_score_a_file_offline_every_row_accounted_for(demo_home, tmp_path):
+    import pandas as pd
+
+    snap = pd.read_parquet(demo_home / "features" / "snapshot.parquet")
+    ids = snap[snap.entity_type == "member"].entity_id.head(300).tolist()
+    apps = pd.DataFrame({"subject_type": "member", "subject_id": ids, "amount_vnd": 40_000_000,
+                         "term_months": 12, "purpose": "working_capital"})
+    apps.loc[7, "subject_id"] = "TV9999999"
+    apps.to_csv(tmp_path / "apps.csv", index=False)
+    done = run_cli(demo_home, "score", "--input", str(tmp_path / "apps.csv"),
+                   "--output", str(tmp_path / "scores.parquet"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = pd.read_parquet(tmp_path / "scores.parquet")
+    assert len(out) == 300 and out.row_number.tolist() == list(range(1, 301))
+    assert out.loc[7, "status"] == "rejected" and "TV9999999" in out.loc[7, "message"]
+    scored = out[out.status == "scored"]
+    assert len(scored) > 250 and scored.grade.isin(list("ABCDEF")).all()
+    assert scored.reason_1_vi.str.len().gt(0).all() and scored.reason_1_en.str.len().gt(0).all()
+    missing = run_cli(demo_home, "score", "--input", str(tmp_path / "none.csv"),
+                      "--output", str(tmp_path / "x.csv"))
+    assert missing.returncode == 1 and "does not exist" in missing.stdout

@@ -135,3 +135,104 @@ def test_an_earlier_as_of_date_is_scored_from_earlier_data(server, member):
     assert earlier["as_of_date"] == "2024-06-01"
     assert earlier["status"] == "scored"
     assert earlier["explanation"]["log_odds"] != latest["explanation"]["log_odds"]
+
+
+# -- authentication, consent, audit ------------------------------------------------------------
+def test_no_key_or_a_wrong_key_is_401(server, member):
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer cs_0123456789ab_wrong"},
+                    {"Authorization": "Bearer nonsense"}):
+        response = server.post("/v1/scores", json=_body(member.member_id), headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "unauthenticated"
+
+
+def test_a_key_without_the_scope_is_403(server, records, member):
+    reader = records.add_bank("readonly-bank", "Read-only bank", ["scores:read"]).token
+    batch = {"applications": [_body(member.member_id)]}
+    response = server.post("/v1/scores:batch", json=batch, headers={"Authorization": f"Bearer {reader}"})
+    assert response.status_code == 403
+    assert "scores:batch" in response.json()["message"]
+
+
+def test_without_consent_the_answer_is_403_with_the_reason_and_it_is_audited(server, records, pipeline_home):
+    snap = pd.read_parquet(pipeline_home.features / "snapshot.parquet")
+    stranger = snap[(snap.entity_type == "member") & (snap.transactions_365d > 40)].entity_id.iloc[-1]
+    before = records.audit_count(subject_id=stranger)
+    response = server.post("/v1/scores", json=_body(stranger))
+    assert response.status_code == 403
+    assert response.json()["error"] == "no_consent"
+    assert "no consent recorded for bank testbank" in response.json()["message"]
+    assert records.audit_count(subject_id=stranger) == before + 1
+
+
+def test_consent_through_the_api_then_revoked(server, pipeline_home):
+    snap = pd.read_parquet(pipeline_home.features / "snapshot.parquet")
+    subject = snap[(snap.entity_type == "member") & (snap.transactions_365d > 40)].entity_id.iloc[-2]
+    granted = server.post("/v1/consents", json={
+        "subject_type": "member", "subject_id": subject, "bank_id": "testbank",
+        "expires_at": "2099-01-01T00:00:00Z"})
+    assert granted.status_code == 201, granted.text
+    assert server.post("/v1/scores", json=_body(subject)).status_code == 200
+    revoked = server.post(f"/v1/consents/{granted.json()['consent_id']}/revoke")
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    refused = server.post("/v1/scores", json=_body(subject))
+    assert refused.status_code == 403 and "revoked" in refused.json()["message"]
+    log = server.get(f"/v1/subjects/member/{subject}/access-log").json()
+    assert [e["http_status"] for e in log[:2]] == [403, 200]
+    assert {e["bank_id"] for e in log} == {"testbank"}
+    unknown = server.post("/v1/consents", json={
+        "subject_type": "member", "subject_id": "TV9999999", "bank_id": "testbank",
+        "expires_at": "2099-01-01T00:00:00Z"})
+    assert unknown.status_code == 404
+
+
+def test_each_answer_is_audited_with_the_model_version_and_a_feature_hash(server, records, member):
+    response = server.post("/v1/scores", json=_body(member.member_id), headers={"X-Request-Id": "audit-check-1"})
+    assert response.status_code == 200
+    [entry] = [e for e in records.access_log("member", member.member_id) if e["request_id"] == "audit-check-1"]
+    assert entry["bank_id"] == "testbank" and entry["outcome"] == "scored"
+    assert entry["model_version"] == response.json()["model"]["version"]
+    assert len(entry["features_sha256"]) == 64
+    assert f'"grade": "{response.json()["grade"]}"' in entry["answer"]
+
+
+def test_under_concurrent_load_every_answer_has_its_audit_row(server, records, member):
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = records.audit_count(bank_id="testbank", http_status=200)
+    token = server.headers["Authorization"]
+
+    def one(i):
+        with httpx.Client(base_url=str(server.base_url), timeout=30, headers={"Authorization": token}) as c:
+            return [c.post("/v1/scores", json=_body(member.member_id, amount=10_000_000 + i * 1_000_000 + k))
+                    .status_code for k in range(25)]
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = [c for batch in pool.map(one, range(8)) for c in batch]
+    assert codes.count(200) == 200, set(codes)
+    assert records.audit_count(bank_id="testbank", http_status=200) - before == 200
+
+
+# -- batch and bad bodies -------------------------------------------------------------------------
+def test_batch_keeps_order_and_reports_each_items_error(server, member):
+    limit = {"household": 300_000_000, "household_business": 500_000_000}[member.member_type]
+    items = [_body(member.member_id), _body("TV9999999"), _body(member.member_id, amount=limit + 1),
+             _body(member.member_id, amount=20_000_000)]
+    response = server.post("/v1/scores:batch", json={"applications": items})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["scored", "rejected", "rejected", "scored"]
+    assert results[1]["http_status"] == 404 and results[1]["index"] == 1
+    assert results[2]["http_status"] == 422 and "Decree 156/2025" in results[2]["message"]
+    single = server.post("/v1/scores", json=items[0]).json()
+    assert results[0]["pd"] == pytest.approx(single["pd"], abs=1e-12)
+
+
+def test_more_than_1000_applications_is_422_and_a_huge_body_is_413(server, member):
+    too_many = {"applications": [_body(member.member_id)] * 1001}
+    response = server.post("/v1/scores:batch", json=too_many)
+    assert response.status_code == 422 and "applications" in response.json()["message"]
+    huge = b'{"applications": [' + b" " * (3 * 1024 * 1024) + b"]}"
+    response = server.post("/v1/scores:batch", content=huge, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"] == "body_too_large"
