@@ -299,8 +299,46 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
         _train_subjects(["member", "cooperative"], Gates())
     else:
         console.print("reusing the champion models in the MLflow registry")
+    _demo_bank(paths, port)
     if not no_serve:
         serve(port=port, host="0.0.0.0")
+
+
+DEMO_BANK = "demo-bank"
+
+
+def _demo_bank(paths: Paths, port: int) -> None:
+    """A demo partner bank with every scope, and consents of a few subjects, so that the API can be
+    tried at once. Its key is kept in var/service (git-ignored) to be shown again on the next run."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from serving.records import SCOPES, Records
+
+    token_file = paths.home / "service" / f"{DEMO_BANK}.token"
+    snap = pd.read_parquet(paths.features / "snapshot.parquet",
+                           columns=["entity_type", "entity_id", "history_days", "transactions_365d"])
+    scorable = snap[(snap.history_days >= 180) & (snap.transactions_365d >= 12)]
+    with Records(paths) as records:
+        if not token_file.exists():
+            if DEMO_BANK in {b["bank_id"] for b in records.list_banks()}:
+                records.revoke_bank(DEMO_BANK)  # its key was lost: issue a new one
+                token = records.issue_key(DEMO_BANK, list(SCOPES)).token
+            else:
+                token = records.add_bank(DEMO_BANK, "Demo bank", list(SCOPES)).token
+            token_file.write_text(token)
+            until = datetime.now().astimezone() + timedelta(days=365)
+            for kind, n in (("member", 20), ("cooperative", 5)):
+                for subject_id in scorable[scorable.entity_type == kind].entity_id.head(n):
+                    records.grant_consent(kind, subject_id, DEMO_BANK, expires_at=until, source="cli")
+    token = token_file.read_text().strip()
+    member = scorable[scorable.entity_type == "member"].entity_id.iloc[0]  # consented above
+    console.print(f"demo bank '{DEMO_BANK}': API key {token} (kept in {token_file})", soft_wrap=True)
+    console.print(f"try: curl -s localhost:{port}/v1/scores -H 'Authorization: Bearer {token}' "
+                  "-H 'content-type: application/json' -d '{\"subject_type\": \"member\", "
+                  f"\"subject_id\": \"{member}\", \"application\": {{\"amount_vnd\": 80000000, "
+                  "\"term_months\": 12, \"purpose\": \"working_capital\"}}'", soft_wrap=True)
 
 
 @app.command()

@@ -34,6 +34,7 @@ def test_demo_runs_every_step_and_leaves_champions(demo_home):
         assert (demo_home / "data" / "clean" / f"{table}.parquet").exists()
     assert (demo_home / "features" / "snapshot.json").exists()
     assert "refused by the promotion gates" not in done_text(demo_home)
+    assert "demo bank 'demo-bank': API key cs_" in done_text(demo_home)
     again = run_cli(demo_home, "demo", "--no-serve")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "reusing the champion models" in again.stdout
