@@ -6,7 +6,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install demo test serve mlflow-ui benchmark benchmark-own-table clean
+.PHONY: install demo test serve mlflow-ui benchmark benchmark-own-table benchmark-api fuzz clean
 
 install: .venv/.installed  ## the environment alone, from uv.lock
 
@@ -29,6 +29,12 @@ mlflow-ui: install  ## the MLflow UI over var/mlflow on :5000
 
 benchmark: install  ## speed measurements, written to docs/benchmarks.md
 	.venv/bin/python -m benchmarks.run
+
+benchmark-api: install  ## API load, batch and audit measurements, written to docs/benchmarks-api.md
+	.venv/bin/python -m benchmarks.api_bench
+
+fuzz: install  ## the schemathesis fuzz of the API with many more examples (COOPSCORE_FUZZ_EXAMPLES)
+	COOPSCORE_FUZZ_EXAMPLES=$${COOPSCORE_FUZZ_EXAMPLES:-500} .venv/bin/pytest tests/test_api_fuzz.py --timeout=3600
 
 clean:
 	rm -rf var .venv .tools

@@ -38,16 +38,19 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls) -> "RateLimiter":
+    def from_env(cls, processes: int = 1) -> "RateLimiter":
         """COOPSCORE_RATE_LIMIT="rate[/burst]" (e.g. "300/1200") for every bank, and
-        COOPSCORE_RATE_LIMITS="bank=rate/burst,..." for banks with their own terms."""
+        COOPSCORE_RATE_LIMITS="bank=rate/burst,..." for banks with their own terms. Each of the
+        service's `processes` worker processes keeps its own buckets, so each gets 1/processes of
+        the rate (the burst stays whole: a full batch must still fit)."""
         rate, burst = _parse("COOPSCORE_RATE_LIMIT",
                              os.environ.get("COOPSCORE_RATE_LIMIT", f"{DEFAULT_RATE:g}/{DEFAULT_BURST:g}"))
         per_bank = {}
         for part in filter(None, os.environ.get("COOPSCORE_RATE_LIMITS", "").split(",")):
             bank, _, limit = part.partition("=")
-            per_bank[bank.strip()] = _parse("COOPSCORE_RATE_LIMITS", limit)
-        return cls(rate, burst, per_bank)
+            b_rate, b_burst = _parse("COOPSCORE_RATE_LIMITS", limit)
+            per_bank[bank.strip()] = (b_rate / processes, b_burst)
+        return cls(rate / processes, burst, per_bank)
 
     def take(self, key: str, cost: float = 1.0) -> float:
         """Take `cost` tokens for `key`; returns 0 when allowed, else the seconds to wait."""

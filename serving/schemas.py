@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from data_contracts import vocabulary as v
 
 SubjectType = Literal["member", "cooperative"]
+# Platform ids: TV0000001 (members), HTX000001 (cooperatives); letters, digits, - and _ only.
+SUBJECT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+EARLIEST_AS_OF = date(2000, 1, 1)  # no e-cooperative platform data exists before this
 Purpose = Literal[v.LOAN_PURPOSES]  # type: ignore[valid-type]
 
 
@@ -24,9 +27,9 @@ class ScoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject_type: SubjectType = Field(..., description="member (household / household business) "
                                                        "or cooperative")
-    subject_id: str = Field(..., min_length=1, max_length=32, examples=["TV0000001"])
-    as_of_date: date | None = Field(None, description="Score as of this date (ISO), from data "
-                                    "strictly before it. Default: the latest data.")
+    subject_id: str = Field(..., pattern=SUBJECT_ID_PATTERN, examples=["TV0000001"])
+    as_of_date: date | None = Field(None, ge=EARLIEST_AS_OF, description="Score as of this date "
+                                    "(ISO), from data strictly before it. Default: the latest data.")
     application: Application
 
 

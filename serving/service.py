@@ -24,19 +24,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from datetime import datetime, timezone
+from typing import Annotated
 
 import bentoml
-from fastapi import FastAPI, Request, Security
+from fastapi import FastAPI, Path, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from coopscore.paths import get_paths
 from features.reasons import REASONS
 from serving import schemas
 from serving.access import authenticate, rate_limit, require
+from serving.audit_writer import AuditWriter
 from serving.body_limit import BodyLimit
 from serving.errors import ApiError
 from serving.model_watch import ChampionWatcher
@@ -52,7 +56,7 @@ api = FastAPI(
     description="Credit scores for members and cooperatives of Viet Nam's e-cooperatives: "
                 "probability of default, score, grade and the reasons, exact for the score given. "
                 "Only for subjects who consented to the calling bank; every answer is audited.",
-    responses={code: {"model": schemas.ErrorBody} for code in (401, 403, 404, 413, 422, 429, 503)},
+    responses={code: {"model": schemas.ErrorBody} for code in (400, 401, 403, 404, 405, 413, 422, 429, 503)},
 )
 api.add_middleware(BodyLimit)
 
@@ -76,12 +80,27 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
     return _error(request, exc.status, exc.error, exc.message, exc.fields, exc.headers)
 
 
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """The framework's own errors (no such path, a body that is not JSON) in our body too."""
+    error = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+    message = {404: "no such endpoint: see /v1/docs for the API",
+               400: f"the body could not be read as JSON: {exc.detail}"}.get(exc.status_code, str(exc.detail))
+    return _error(request, exc.status_code, error, message, headers=getattr(exc, "headers", None))
+
+
 @api.exception_handler(RequestValidationError)
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     fields = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
               for e in exc.errors()]
     summary = "; ".join(f"{f['field'] or 'body'}: {f['problem']}" for f in fields)
     return _error(request, 422, "invalid_request", f"the request is not valid: {summary}", fields)
+
+
+def _json(model: BaseModel) -> Response:
+    """Our answers are built by our own code from validated parts: serialise once, without
+    FastAPI validating the whole response model again (response_model still documents it)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 @api.exception_handler(Exception)
@@ -95,7 +114,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 class ConsentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject_type: schemas.SubjectType
-    subject_id: str = Field(..., min_length=1, max_length=32)
+    subject_id: str = Field(..., pattern=schemas.SUBJECT_ID_PATTERN)
     bank_id: str = Field(..., min_length=2, max_length=40)
     purpose: str = Field("credit_scoring", min_length=1, max_length=64,
                          description="What the subject agreed to: a stated purpose, nothing else")
@@ -132,9 +151,13 @@ class ServingStatus(BaseModel):
 
 
 SUBJECT_TYPES = ("member", "cooperative")
+SubjectId = Annotated[str, Path(pattern=schemas.SUBJECT_ID_PATTERN, examples=["TV0000001"])]
+# Worker processes: scoring is CPU-bound Python, so one process per core (each loads the models
+# and the snapshot, about 200 MB at the demo size). The rate limit is split between them.
+WORKERS = int(os.environ.get("COOPSCORE_WORKERS", "2"))
 
 
-@bentoml.service(name="coopscore", traffic={"timeout": 60})
+@bentoml.service(name="coopscore", workers=WORKERS, traffic={"timeout": 60})
 @bentoml.asgi_app(api, path="/v1")
 class CoopScore:
     def __init__(self) -> None:
@@ -144,8 +167,9 @@ class CoopScore:
         except RecordsError as exc:
             raise SystemExit(f"coopscore cannot open its records database: {exc}") from None
         self.scorer = Scorer(paths)
+        self.audit_writer = AuditWriter(self.records)
         api.state.records = self.records
-        api.state.limiter = RateLimiter.from_env()
+        api.state.limiter = RateLimiter.from_env(processes=WORKERS)
         self.watcher = ChampionWatcher(SUBJECT_TYPES, self.scorer.served_version,
                                        self.scorer.champion_version, self.scorer.reload)
         self.watcher.start()
@@ -168,7 +192,7 @@ class CoopScore:
             self._audit([self._refused(principal, request_id, "/v1/scores", body, exc)])
             raise
         self._audit([self._answered(principal, request_id, "/v1/scores", answer)])
-        return answer
+        return _json(answer)
 
     @api.post("/scores:batch", response_model=schemas.BatchScoreResponse)
     def score_batch(self, body: schemas.BatchScoreRequest, request: Request,
@@ -200,7 +224,7 @@ class CoopScore:
                 entries.append(self._answered(principal, item_id, "/v1/scores:batch", outcome))
                 out.append(outcome)
         self._audit(entries)
-        return schemas.BatchScoreResponse(request_id=request_id, results=out)
+        return _json(schemas.BatchScoreResponse.model_construct(request_id=request_id, results=out))
 
     @api.get("/reason-codes")
     def reason_codes(self) -> list[dict[str, str]]:
@@ -234,7 +258,7 @@ class CoopScore:
         return Consent(**row)
 
     @api.post("/consents/{consent_id}/revoke", response_model=Consent)
-    def revoke_consent(self, consent_id: str, principal: Principal = Security(authenticate)) -> Consent:
+    def revoke_consent(self, consent_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")], principal: Principal = Security(authenticate)) -> Consent:
         """Withdraw a consent: from now on that bank gets 403 for this subject."""
         require(principal, "consents:write")
         try:
@@ -243,14 +267,14 @@ class CoopScore:
             raise ApiError(404, "unknown_consent", str(exc)) from None
 
     @api.get("/subjects/{subject_type}/{subject_id}/consents", response_model=list[Consent])
-    def consents(self, subject_type: schemas.SubjectType, subject_id: str,
+    def consents(self, subject_type: schemas.SubjectType, subject_id: SubjectId,
                  principal: Principal = Security(authenticate)) -> list[Consent]:
         """Every consent of a subject, newest first."""
         require(principal, "audit:read")
         return [Consent(**row) for row in self.records.list_consents(subject_type, subject_id)]
 
     @api.get("/subjects/{subject_type}/{subject_id}/access-log", response_model=list[Access])
-    def access_log(self, subject_type: schemas.SubjectType, subject_id: str,
+    def access_log(self, subject_type: schemas.SubjectType, subject_id: SubjectId,
                    principal: Principal = Security(authenticate)) -> list[Access]:
         """Who asked about this subject, when, and what was answered (newest first)."""
         require(principal, "audit:read")
@@ -295,7 +319,7 @@ class CoopScore:
     def _audit(self, entries: list[AuditEntry]) -> None:
         """Written before the answer leaves: no audit row, no answer."""
         try:
-            self.records.append_audit(entries)
+            self.audit_writer.write(entries)
         except Exception as exc:
             log.exception("could not write %d audit rows", len(entries))
             raise ApiError(503, "audit_unavailable", "the decision could not be recorded in the "

@@ -1,0 +1,57 @@
+"""Audit rows are written before the answer leaves, and many requests share one commit.
+
+Each request hands its rows to one writer thread and waits until they are committed. The writer
+takes everything that is waiting and writes it in ONE transaction (group commit): under load a
+commit carries the rows of many requests, so the database sees a few dozen transactions a second
+instead of one per request, and threads no longer queue on SQLite's write lock. If the commit
+fails, every request in that group gets the error, and none of them is answered.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+
+from serving.records import AuditEntry, Records
+
+WAIT_SECONDS = 10.0  # a request waits at most this long for its commit, then answers 503
+
+
+@dataclass
+class _Pending:
+    entries: list[AuditEntry]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class AuditWriter:
+    def __init__(self, records: Records):
+        self._records = records
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, entries: list[AuditEntry]) -> None:
+        """Return once `entries` are committed; raise if they could not be."""
+        pending = _Pending(entries)
+        self._queue.put(pending)
+        if not pending.done.wait(WAIT_SECONDS):
+            raise TimeoutError(f"the audit log did not commit within {WAIT_SECONDS:.0f} s")
+        if pending.error is not None:
+            raise pending.error
+
+    def _run(self) -> None:
+        while True:
+            group = [self._queue.get()]
+            while True:  # everything that arrived meanwhile goes in the same commit
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._records.append_audit([e for p in group for e in p.entries])
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+                for p in group:
+                    p.error = exc
+            for p in group:
+                p.done.set()
