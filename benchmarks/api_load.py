@@ -12,6 +12,7 @@ Importable pieces (the `main()` that ties them together, with auth headers, live
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import tempfile
 import time
@@ -59,40 +60,85 @@ def load_test(base_url: str, bodies: list[dict], rate_per_s: float, duration_s: 
 
 
 async def _load(base_url, bodies, rate, duration, headers, path, max_connections, timeout_s) -> dict:
+    """HTTP/1.1 keep-alive over raw asyncio streams with pre-encoded requests: the generator
+    spends tens of microseconds per request, so on a 2-core machine it leaves the cores to the
+    server (an httpx client spent a large share of a core at 200 requests/s and fell behind)."""
+    url = httpx.URL(base_url)
+    host, port = url.host, url.port or 80
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    requests = []
+    for body in bodies:
+        payload = json.dumps(body).encode()
+        requests.append((f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json"
+                         f"\r\nContent-Length: {len(payload)}\r\n{extra}\r\n").encode() + payload)
     n = int(rate * duration)
     latencies: list[float] = []
     lags: list[float] = []
     statuses: Counter = Counter()
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits,
-                                 timeout=timeout_s) as client:
-        # warm the connection pool and the server (not measured)
-        for body in bodies[:min(20, len(bodies))]:
-            await client.post(path, json=body)
+    idle: list = []
+    opened = 0
 
-        async def one(scheduled: float, body: dict) -> None:
-            lags.append((time.perf_counter() - scheduled) * 1000)
+    async def exchange(conn, request: bytes) -> int:
+        reader, writer = conn
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await reader.readexactly(length)
+        return status
+
+    async def one(scheduled: float, request: bytes) -> None:
+        nonlocal opened
+        lags.append((time.perf_counter() - scheduled) * 1000)
+        reused = bool(idle)
+        if reused:
+            conn = idle.pop()
+        elif opened < max_connections:
+            opened += 1
+            conn = await asyncio.open_connection(host, port)
+        else:
+            statuses["error:no_free_connection"] += 1
+            return
+        for attempt in (1, 2):
             try:
-                response = await client.post(path, json=body)
-                statuses[response.status_code] += 1
-            except httpx.HTTPError as exc:
+                status = await asyncio.wait_for(exchange(conn, request), timeout_s)
+                break
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+                conn[1].close()
+                if reused and attempt == 1 and isinstance(exc, (asyncio.IncompleteReadError, OSError)):
+                    # the server closed this idle keep-alive connection: reconnect, as any client does
+                    conn = await asyncio.open_connection(host, port)
+                    continue
+                opened -= 1
                 statuses[f"error:{type(exc).__name__}"] += 1
                 return
-            latencies.append((time.perf_counter() - scheduled) * 1000)
+        statuses[status] += 1
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+        idle.append(conn)
 
-        start = time.perf_counter() + 0.05
-        tasks = []
-        for i in range(n):
-            scheduled = start + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(scheduled, bodies[i % len(bodies)])))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+    for request in requests[:min(20, len(requests))]:  # warm up (not measured)
+        await one(time.perf_counter(), request)
+    latencies.clear(), lags.clear()
+    warm = statuses.copy()
+    statuses.clear()
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for i in range(n):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled, requests[i % len(requests)])))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    for reader, writer in idle:
+        writer.close()
     ok = statuses.get(200, 0)
     return {"target_rate_per_s": rate, "duration_s": duration, "sent": n,
-            "completed": sum(statuses.values()), "ok": ok,
+            "completed": sum(statuses.values()), "ok": ok, "warmup_ok": warm.get(200, 0),
             "achieved_per_s": sum(v for k, v in statuses.items() if isinstance(k, int)) / elapsed,
             **_percentiles(latencies),
             "errors_by_status": {str(k): c for k, c in statuses.items() if k != 200},

@@ -155,9 +155,13 @@ SubjectId = Annotated[str, Path(pattern=schemas.SUBJECT_ID_PATTERN, examples=["T
 # Worker processes: scoring is CPU-bound Python, so one process per core (each loads the models
 # and the snapshot, about 200 MB at the demo size). The rate limit is split between them.
 WORKERS = int(os.environ.get("COOPSCORE_WORKERS", "2"))
+# BentoML's per-request access log line costs CPU on every request; the audit log already records
+# every decision. COOPSCORE_ACCESS_LOG=1 turns it back on (for debugging traffic).
+ACCESS_LOG = os.environ.get("COOPSCORE_ACCESS_LOG", "0") == "1"
 
 
-@bentoml.service(name="coopscore", workers=WORKERS, traffic={"timeout": 60})
+@bentoml.service(name="coopscore", workers=WORKERS, traffic={"timeout": 60},
+                  logging={"access": {"enabled": ACCESS_LOG}})
 @bentoml.asgi_app(api, path="/v1")
 class CoopScore:
     def __init__(self) -> None:
