@@ -43,6 +43,7 @@ from serving.access import authenticate, rate_limit, require
 from serving.audit_writer import AuditWriter
 from serving.body_limit import BodyLimit
 from serving.errors import ApiError
+from serving.json_not_found import JsonNotFound
 from serving.model_watch import ChampionWatcher
 from serving.rate_limit import RateLimiter
 from serving.records import AuditEntry, Principal, Records, RecordsError, features_sha256
@@ -328,3 +329,6 @@ class CoopScore:
             log.exception("could not write %d audit rows", len(entries))
             raise ApiError(503, "audit_unavailable", "the decision could not be recorded in the "
                            "audit log, so it is not answered; try again shortly.") from exc
+
+
+CoopScore.add_asgi_middleware(JsonNotFound)  # outermost: even unrouted paths answer in JSON

@@ -236,3 +236,11 @@ def test_more_than_1000_applications_is_422_and_a_huge_body_is_413(server, membe
     response = server.post("/v1/scores:batch", content=huge, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"] == "body_too_large"
+
+
+def test_paths_no_route_matches_answer_json(server):
+    for path in ("/v1/no-such-endpoint", "/v1/subjects/member/%0A/consents", "/nothing/here"):
+        response = server.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("application/json"), path
+        assert response.json()["error"] == "not_found"
