@@ -6,6 +6,7 @@
     coopscore train [--subject member]
     coopscore serve [--port 3000]
     coopscore score --input applications.csv --output scores.parquet
+    coopscore rank [--as-of 2026-01-01] [--months 6]
     coopscore demo [--rebuild]
     coopscore banks add|list|revoke, coopscore consents grant|revoke|list, coopscore audit
 """
@@ -252,6 +253,34 @@ def _check_champions_load(paths: Paths) -> None:
             Scorer(paths)
     except RuntimeError as exc:
         fail(str(exc))
+
+
+@app.command()
+def rank(as_of: Optional[str] = typer.Option(None, help="ISO date; default: the snapshot date"),
+         months: int = typer.Option(1, min=1, max=36, help="Also rank as of the first day of each "
+                                    "of the previous months, for members' trend")) -> None:
+    """Rank every member: score, tier, percentiles in cooperative/province/sector, top actions."""
+    from ranking.rank import get_scorer, month_starts, rank_members
+
+    paths = get_paths()
+    try:
+        with console.status("loading the champion model and the snapshot"):
+            scorer = get_scorer(paths)
+        day = _parse_date(as_of) if as_of else scorer.snapshot_date
+        days = [day] if months == 1 else sorted(set(month_starts(day, months)) | {day})
+        table = Table("as of", "ranked", "not enough data", "seconds", title="member ranking")
+        with progress_bar("ranking") as update:
+            for i, d in enumerate(days):
+                started = time.perf_counter()
+                update(f"as of {d}", i / len(days))
+                run = rank_members(paths, as_of=d, scorer=scorer,
+                                   progress=lambda msg, d=d, i=i: update(f"as of {d}: {msg}", i / len(days)))
+                table.add_row(str(run.as_of), f"{run.ranked:,}", f"{run.not_enough_data:,}",
+                              f"{time.perf_counter() - started:.1f}")
+    except (RuntimeError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    console.print(table)
+    console.print(f"rankings: {paths.home / 'ranking'}")
 
 
 @app.command()

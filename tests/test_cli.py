@@ -72,3 +72,16 @@ def test_score_a_file_offline_every_row_accounted_for(demo_home, tmp_path):
     missing = run_cli(demo_home, "score", "--input", str(tmp_path / "none.csv"),
                       "--output", str(tmp_path / "x.csv"))
     assert missing.returncode == 1 and "does not exist" in missing.stdout
+
+
+def test_rank_members_with_a_trend(demo_home):
+    import pandas as pd
+
+    done = run_cli(demo_home, "rank", "--months", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = sorted((demo_home / "ranking" / "rankings").glob("as_of=*"))
+    assert len(runs) == 2
+    latest = pd.read_parquet(runs[-1])
+    members = pd.read_parquet(demo_home / "features" / "snapshot.parquet")
+    assert len(latest) == (members.entity_type == "member").sum()
+    assert set(latest.status) <= {"ranked", "not_enough_data"}

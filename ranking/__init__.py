@@ -1,0 +1,6 @@
+"""Members' digital ranking: tier, percentiles, trend, and the few things a member can do to move up.
+
+`ranking.rank` ranks every member as of a date (batch, vectorised) and keeps the history;
+`ranking.advice` re-scores realistic changes a member can make with the real champion;
+`ranking.tiers` names the tiers. docs/ranking.md explains the choices.
+"""

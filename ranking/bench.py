@@ -1,0 +1,43 @@
+"""Timing of the ranking at scale: `python -m ranking.bench [rows]` (default 10^6).
+
+Tiles the snapshot's member matrix up to `rows` rows and times the vectorised steps of a ranking
+run on it (scoring with reasons, advice for every lever, percentiles), without writing anything.
+The snapshot's DuckDB history stage is timed by `rank_members` itself (timings["history"]).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from coopscore.paths import get_paths
+from ranking import advice, rank
+
+
+def main(rows: int = 1_000_000) -> dict[str, float]:
+    paths = get_paths()
+    scorer = rank.get_scorer(paths)
+    base = scorer.matrix[rank.SUBJECT]
+    base = base[scorer.enough_history(base)]
+    history = np.ascontiguousarray(np.tile(base, (int(np.ceil(rows / len(base))), 1))[:rows])
+    out: dict[str, float] = {"rows": rows}
+    t = time.perf_counter()
+    d = scorer.decide(rank.SUBJECT, history, np.full(rows, float(rank.REFERENCE_AMOUNT_VND)),
+                      np.full(rows, float(rank.REFERENCE_TERM_MONTHS)))
+    out["score_with_reasons_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    advice.advise_all(scorer, history, d.score, k=rank.N_ACTIONS)
+    out["advice_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rng = np.random.default_rng(0)
+    score = pd.Series(np.round(d.score, 1))
+    for groups in (35_000, 34, 10):  # cooperatives, provinces, sectors
+        rank.percentile_within(score, pd.Series(rng.integers(0, groups, rows)))
+    out["percentiles_s"] = time.perf_counter() - t
+    return out
+
+
+if __name__ == "__main__":
+    print(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000))

@@ -1,0 +1,329 @@
+"""Rank every member as of a date: score, tier, percentiles, reasons, actions; keep the history.
+
+Ranking is about the member, not a loan, but the champion scores applications, so every member is
+scored for one REFERENCE APPLICATION: 50,000,000 VND over 12 months for working capital (a typical
+small working-capital loan, well under the Decree 156/2025 unsecured limits; the purpose is not a
+model input). The same reference for everyone makes scores comparable between members and dates.
+
+Vectorised: one history matrix (the snapshot's, or computed on DuckDB for an earlier date), one
+`Scorer.decide` call for all members with enough history, percentiles by a grouped rank, advice by
+`ranking.advice.advise_all` (one model call per lever). No Python loop per member for scoring.
+
+History: one Parquet file per as-of date under `<home>/ranking/rankings/as_of=<date>/`; a rerun
+for the same date replaces that partition (idempotent), another date adds one, so each member has
+a trend. Files are sorted by member_id with small row groups, so a page reading one member skips
+most of the file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from coopscore.paths import Paths
+from features import engine, snapshot
+from features.reasons import REASONS
+from features.sufficiency import what_is_missing
+from ranking import advice, tiers
+
+SUBJECT = "member"
+REFERENCE_AMOUNT_VND = 50_000_000
+REFERENCE_TERM_MONTHS = 12
+REFERENCE_PURPOSE = "working_capital"
+REFERENCE_APPLICATION = {"amount_vnd": REFERENCE_AMOUNT_VND, "term_months": REFERENCE_TERM_MONTHS,
+                         "purpose": REFERENCE_PURPOSE}
+N_REASONS = 3
+N_ACTIONS = 3
+ROW_GROUP = 50_000
+
+_SCORERS: dict[tuple, object] = {}
+
+
+def get_scorer(paths: Paths):
+    """One Scorer per home (loading costs seconds), rebuilt when the snapshot or champion changes."""
+    from serving.scorer import Scorer
+    from training import registry
+    registry.use_store(paths)
+    meta = paths.features / snapshot.META_FILE
+    champion = registry.champion_version(SUBJECT)
+    key = (str(paths.home), meta.stat().st_mtime_ns if meta.exists() else 0,
+           str(champion.version) if champion else None)
+    scorer = _SCORERS.get(key)
+    if scorer is None:
+        for old in [k for k in _SCORERS if k[0] == key[0]]:
+            del _SCORERS[old]
+        scorer = _SCORERS[key] = Scorer(paths)
+    return scorer
+
+
+def rankings_dir(paths: Paths) -> Path:
+    return paths.home / "ranking" / "rankings"
+
+
+def _partition(paths: Paths, as_of: date) -> Path:
+    return rankings_dir(paths) / f"as_of={as_of.isoformat()}"
+
+
+@dataclass
+class RankingRun:
+    as_of: date
+    model_version: str
+    frame: pd.DataFrame  # one row per member, the columns written to the history
+    path: Path
+    reference_application: dict = field(default_factory=lambda: dict(REFERENCE_APPLICATION))
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ranked(self) -> int:
+        return int((self.frame["status"] == "ranked").sum())
+
+    @property
+    def not_enough_data(self) -> int:
+        return int((self.frame["status"] == "not_enough_data").sum())
+
+
+# -- steps ------------------------------------------------------------------------------------
+def member_history(scorer, paths: Paths, as_of: date) -> tuple[np.ndarray, np.ndarray]:
+    """(member ids, history matrix in `scorer.columns`) for every member of the snapshot as of
+    `as_of`: the snapshot itself on its date, else the same catalogue on DuckDB (point in time)."""
+    ids = scorer.ids[SUBJECT].to_numpy()
+    if as_of == scorer.snapshot_date:
+        return ids, scorer.matrix[SUBJECT]
+    spine = pd.DataFrame({"spine_id": [f"{SUBJECT}:{i}" for i in ids], "entity_type": SUBJECT,
+                          "entity_id": ids, "as_of": pd.Timestamp(as_of)})
+    frame = engine.history_features(engine.connect(paths.clean), spine).set_index("entity_id")
+    return ids, np.ascontiguousarray(frame.loc[ids, scorer.columns].to_numpy(dtype=np.float64))
+
+
+def percentile_within(score: pd.Series, group: pd.Series) -> pd.Series:
+    """Mid-rank percentile of each score within its group, 0-100, higher = better: the share of
+    the group's ranked members scoring lower, ties counting half. NaN scores are left out."""
+    ok = score.notna() & group.notna()
+    s, g = score[ok], group[ok]
+    rank = s.groupby(g, sort=False).rank(method="average")
+    size = g.map(g.value_counts())
+    out = pd.Series(np.nan, index=score.index)
+    out[ok] = 100.0 * (rank - 0.5) / size
+    return out
+
+
+def _missing_json(days: np.ndarray, tx: np.ndarray) -> np.ndarray:
+    """features.sufficiency texts as JSON, per row; cached by (days, transactions): few distinct."""
+    cache: dict[tuple[int, int], str] = {}
+    out = np.empty(len(days), dtype=object)
+    for i, key in enumerate(zip(days.astype(int).tolist(), tx.astype(int).tolist())):
+        text = cache.get(key)
+        if text is None:
+            text = cache[key] = json.dumps(what_is_missing(*key), ensure_ascii=False)
+        out[i] = text
+    return out
+
+
+def rank_members(paths: Paths, as_of: date | None = None,
+                 progress: Callable[[str], None] | None = None, scorer=None) -> RankingRun:
+    """Rank every member of the snapshot as of `as_of` (default: the snapshot date) and write the
+    run to the history, replacing an earlier run for the same date."""
+    say = progress or (lambda message: None)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    scorer = scorer or get_scorer(paths)
+    plan = scorer.plans.get(SUBJECT)
+    if plan is None:
+        raise RuntimeError("no champion member model: run `coopscore train` first")
+    as_of = as_of or scorer.snapshot_date
+    if as_of > scorer.snapshot_date:
+        raise ValueError(f"as_of {as_of} is after the latest data ({scorer.snapshot_date})")
+    timings["load"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say(f"history of every member as of {as_of}")
+    ids, history = member_history(scorer, paths, as_of)
+    timings["history"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    n = len(ids)
+    col = {c: i for i, c in enumerate(scorer.columns)}
+    enough = scorer.enough_history(history)
+    ok = np.flatnonzero(enough)
+    say(f"scoring {len(ok):,} of {n:,} members with enough history")
+    score = np.full(n, np.nan)
+    pd_values = np.full(n, np.nan)
+    reasons = np.full((n, N_REASONS), None, dtype=object)
+    if len(ok):
+        d = scorer.decide(SUBJECT, history[ok], np.full(len(ok), float(REFERENCE_AMOUNT_VND)),
+                          np.full(len(ok), float(REFERENCE_TERM_MONTHS)))
+        score[ok] = np.round(d.score, 1)  # as the API answers; tier and percentiles use this
+        pd_values[ok] = d.pd
+        names = np.array(list(d.reason_codes) + [None], dtype=object)
+        reasons[ok] = names[d.reason_idx[:, :N_REASONS]]  # -1 (fewer reasons) -> None
+        raw_score = d.score
+    timings["score"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("advice: re-scoring the actionable levers")
+    actions = {"code": np.full((n, N_ACTIONS), None, dtype=object),
+               "score_after": np.full((n, N_ACTIONS), np.nan)}
+    if len(ok):
+        got = advice.advise_all(scorer, history[ok], raw_score, k=N_ACTIONS)
+        actions["code"][ok] = got["code"]
+        actions["score_after"][ok] = got["score_after"]
+    timings["advice"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    members = pd.read_parquet(paths.clean / "members.parquet",
+                              columns=["member_id", "cooperative_id", "province", "business_sector"])
+    members = members.set_index("member_id").reindex(ids)
+    tier_idx = tiers.tier_index(score)
+    tier_table = pd.DataFrame(tiers.TIERS)
+    frame = pd.DataFrame({
+        "member_id": ids,
+        "as_of_date": pd.Series([as_of] * n, dtype="object"),
+        "status": np.where(enough, "ranked", "not_enough_data"),
+        "score": score, "pd": pd_values,
+        "tier": np.where(enough, tier_table["code"].to_numpy()[tier_idx], None),
+        "tier_vi": np.where(enough, tier_table["vi"].to_numpy()[tier_idx], None),
+        "tier_en": np.where(enough, tier_table["en"].to_numpy()[tier_idx], None),
+        "cooperative_id": members["cooperative_id"].to_numpy(),
+        "province": members["province"].to_numpy(),
+        "business_sector": members["business_sector"].to_numpy(),
+    })
+    s = frame["score"]
+    frame["pct_cooperative"] = percentile_within(s, frame["cooperative_id"]).to_numpy()
+    frame["pct_province"] = percentile_within(s, frame["province"]).to_numpy()
+    frame["pct_sector"] = percentile_within(s, frame["business_sector"]).to_numpy()
+    for j in range(N_REASONS):
+        frame[f"reason_{j + 1}"] = reasons[:, j]
+    for j in range(N_ACTIONS):
+        frame[f"action_{j + 1}"] = actions["code"][:, j]
+        frame[f"action_{j + 1}_score_after"] = np.round(actions["score_after"][:, j], 1)
+    frame["history_days"] = history[:, col["history_days"]].astype(int)
+    frame["transactions_365d"] = history[:, col["transactions_365d"]].astype(int)
+    missing = np.full(n, None, dtype=object)
+    short = np.flatnonzero(~enough)
+    missing[short] = _missing_json(frame["history_days"].to_numpy()[short],
+                                   frame["transactions_365d"].to_numpy()[short])
+    frame["missing"] = missing
+    frame["model_version"] = plan.loaded.info.version
+    timings["assemble"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    path = _write(paths, as_of, frame)
+    timings["write"] = time.perf_counter() - t
+    say(f"wrote {n:,} members to {path}")
+    return RankingRun(as_of=as_of, model_version=plan.loaded.info.version, frame=frame, path=path,
+                      timings=timings)
+
+
+def _write(paths: Paths, as_of: date, frame: pd.DataFrame) -> Path:
+    """Write the partition of `as_of` atomically: to a temporary folder, then swapped in."""
+    root = rankings_dir(paths)
+    root.mkdir(parents=True, exist_ok=True)
+    final = _partition(paths, as_of)
+    tmp = root / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    table = pa.Table.from_pandas(frame.sort_values("member_id", kind="stable"), preserve_index=False)
+    pq.write_table(table, tmp / "part-0.parquet", row_group_size=ROW_GROUP)
+    old = None
+    if final.exists():
+        old = root / f".old-{uuid.uuid4().hex}"
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old)
+    return final / "part-0.parquet"
+
+
+# -- reading, for the member's page -----------------------------------------------------------
+def ranking_dates(paths: Paths) -> list[date]:
+    root = rankings_dir(paths)
+    if not root.exists():
+        return []
+    return sorted(date.fromisoformat(p.name.split("=", 1)[1]) for p in root.glob("as_of=*")
+                  if (p / "part-0.parquet").exists())
+
+
+def _read_member(paths: Paths, as_of: date, member_id: str, columns=None) -> pd.DataFrame:
+    return pq.read_table(_partition(paths, as_of) / "part-0.parquet", columns=columns,
+                         filters=[("member_id", "==", member_id)]).to_pandas()
+
+
+def _none(value):
+    if value is None:
+        return None
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return _none(value.item())
+    return value
+
+
+def _iso(value) -> str:
+    return pd.Timestamp(value).date().isoformat()
+
+
+def latest_ranking(paths: Paths, member_id: str) -> dict | None:
+    """The member's ranking on the latest as-of date ranked, or None (never ranked / unknown)."""
+    dates = ranking_dates(paths)
+    if not dates:
+        return None
+    rows = _read_member(paths, dates[-1], member_id)
+    if rows.empty:
+        return None
+    r = {k: _none(v) for k, v in rows.iloc[0].to_dict().items()}
+    reasons = [{"code": c, "text_vi": REASONS[c].vi, "text_en": REASONS[c].en}
+               for c in (r[f"reason_{j + 1}"] for j in range(N_REASONS)) if c]
+    actions = [{"code": c, "text_vi": advice.LEVERS_BY_CODE[c].text_vi,
+                "text_en": advice.LEVERS_BY_CODE[c].text_en,
+                "score_after": r[f"action_{j + 1}_score_after"]}
+               for j, c in enumerate(r[f"action_{j + 1}"] for j in range(N_ACTIONS)) if c]
+    return {
+        "member_id": r["member_id"], "as_of_date": _iso(r["as_of_date"]), "status": r["status"],
+        "score": r["score"], "pd": r["pd"], "tier": r["tier"], "tier_vi": r["tier_vi"],
+        "tier_en": r["tier_en"], "pct_cooperative": r["pct_cooperative"],
+        "pct_province": r["pct_province"], "pct_sector": r["pct_sector"],
+        "reasons": reasons, "missing": json.loads(r["missing"]) if r["missing"] else [],
+        "model_version": r["model_version"],
+        # extras for the page (not part of the agreed minimum)
+        "cooperative_id": r["cooperative_id"], "province": r["province"],
+        "business_sector": r["business_sector"], "actions": actions,
+        "reference_application": dict(REFERENCE_APPLICATION),
+    }
+
+
+HISTORY_COLUMNS = ["as_of_date", "status", "score", "tier", "tier_vi", "tier_en",
+                   "pct_cooperative", "pct_province", "pct_sector", "model_version"]
+
+
+def rank_history(paths: Paths, member_id: str) -> list[dict]:
+    """The member's trend: one dict per as-of date ranked, oldest first (as_of_date ISO, status,
+    score, tier, tier_vi, tier_en, pct_cooperative, pct_province, pct_sector, model_version)."""
+    out = []
+    for d in ranking_dates(paths):
+        rows = _read_member(paths, d, member_id, ["member_id", *HISTORY_COLUMNS])
+        for r in rows.to_dict("records"):
+            item = {c: _none(r[c]) for c in HISTORY_COLUMNS}
+            item["as_of_date"] = _iso(r["as_of_date"])
+            out.append(item)
+    return out
+
+
+def rank_history_frame(paths: Paths, member_id: str) -> pd.DataFrame:
+    """rank_history as a DataFrame (for notebooks and the CLI)."""
+    return pd.DataFrame(rank_history(paths, member_id), columns=HISTORY_COLUMNS)
+
+
+def month_starts(end: date, count: int) -> list[date]:
+    """The last `count` first-of-month dates on or before `end`, oldest first (for --as-of runs)."""
+    last = pd.Timestamp(end).to_period("M").to_timestamp()
+    return [(last - pd.DateOffset(months=i)).date() for i in reversed(range(count))]

@@ -1,0 +1,203 @@
+"""Members' digital ranking: every member ranked or told what is missing, percentiles, tiers,
+history, and advice that only touches what a member can change, scored by the real champion."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_contracts.contracts import PROTECTED_ATTRIBUTES
+from features.catalogue import FEATURES_BY_NAME
+from ranking import advice, rank, tiers
+
+
+@pytest.fixture(scope="module")
+def scorer(pipeline_home):
+    return rank.get_scorer(pipeline_home)
+
+
+@pytest.fixture(scope="module")
+def run(pipeline_home, scorer):
+    return rank.rank_members(pipeline_home, scorer=scorer)
+
+
+def test_every_member_gets_a_row(run, scorer):
+    f = run.frame
+    assert sorted(f["member_id"]) == sorted(scorer.ids["member"])
+    assert f["member_id"].is_unique
+    assert set(f["status"]) <= {"ranked", "not_enough_data"}
+    assert run.ranked + run.not_enough_data == len(f) == len(scorer.ids["member"])
+    assert run.ranked > 0
+    ranked = f[f["status"] == "ranked"]
+    assert ranked[["score", "pd", "tier", "pct_cooperative", "pct_province", "pct_sector"]].notna().all().all()
+    assert (ranked["model_version"] == scorer.served_version("member")).all()
+    assert ((ranked[["pct_cooperative", "pct_province", "pct_sector"]] >= 0)
+            & (ranked[["pct_cooperative", "pct_province", "pct_sector"]] <= 100)).all().all()
+
+
+def test_scores_match_the_scorer_for_the_reference_application(run, scorer):
+    f = run.frame.set_index("member_id")
+    ranked = f[f["status"] == "ranked"].head(50)
+    rows = scorer.matrix["member"][[scorer.row["member"][m] for m in ranked.index]]
+    d = scorer.decide("member", rows, np.full(len(rows), 50_000_000.0), np.full(len(rows), 12.0))
+    np.testing.assert_allclose(ranked["score"], np.round(d.score, 1))
+    np.testing.assert_allclose(ranked["pd"], d.pd)
+
+
+def test_percentiles_within_a_cooperative_follow_the_score(run):
+    ranked = run.frame[run.frame["status"] == "ranked"]
+    checked = 0
+    for column, group in (("pct_cooperative", "cooperative_id"), ("pct_province", "province"),
+                          ("pct_sector", "business_sector")):
+        for _, g in ranked.groupby(group):
+            g = g.sort_values("score")
+            pct = g[column].to_numpy()
+            assert np.all(np.diff(pct) >= -1e-9)
+            # equal scores, equal percentile; higher score, strictly higher percentile
+            s = g["score"].to_numpy()
+            assert np.all((np.diff(s) > 0) == (np.diff(pct) > 1e-9))
+            checked += len(g) > 1
+    assert checked > 0
+    # members without enough data take no part in percentiles
+    short = run.frame[run.frame["status"] == "not_enough_data"]
+    assert short[["score", "pct_cooperative", "pct_province", "pct_sector", "tier"]].isna().all().all()
+
+
+def test_tiers_follow_the_cut_offs(run):
+    cut = {t["code"]: t["min_score"] for t in tiers.TIERS}
+    order = [t["code"] for t in tiers.TIERS]
+    assert [t["min_score"] for t in tiers.TIERS] == sorted(cut.values(), reverse=True)
+    for t in tiers.TIERS:
+        assert t["vi"] and t["en"]
+    ranked = run.frame[run.frame["status"] == "ranked"]
+    for score, tier in zip(ranked["score"], ranked["tier"]):
+        i = order.index(tier)
+        assert score >= cut[tier]
+        if i > 0:
+            assert score < cut[order[i - 1]]
+    assert list(tiers.tier_of([620, 619.9, 600, 599.9, 580, 560, 559.9, 300])) == [
+        "DIAMOND", "GOLD", "GOLD", "SILVER", "SILVER", "BRONZE", "STARTER", "STARTER"]
+    tv = ranked.drop_duplicates("tier")
+    for tier, vi, en in zip(tv["tier"], tv["tier_vi"], tv["tier_en"]):
+        assert (tiers.TIERS_BY_CODE[tier]["vi"], tiers.TIERS_BY_CODE[tier]["en"]) == (vi, en)
+
+
+def test_rerun_replaces_and_another_date_appends(pipeline_home, scorer, run):
+    member = run.frame.loc[run.frame["status"] == "ranked", "member_id"].iloc[0]
+    again = rank.rank_members(pipeline_home, scorer=scorer)  # same as-of: replaces
+    assert rank.ranking_dates(pipeline_home) == [run.as_of]
+    assert len(pd.read_parquet(again.path)) == len(run.frame)
+    earlier = run.as_of - timedelta(days=61)
+    past = rank.rank_members(pipeline_home, as_of=earlier, scorer=scorer)
+    assert past.ranked + past.not_enough_data == len(run.frame)
+    assert rank.ranking_dates(pipeline_home) == [earlier, run.as_of]
+    history = rank.rank_history(pipeline_home, member)
+    assert [h["as_of_date"] for h in history] == [earlier.isoformat(), run.as_of.isoformat()]
+    assert {"as_of_date", "score", "tier", "pct_cooperative"} <= set(history[0])
+    latest = rank.latest_ranking(pipeline_home, member)
+    assert latest["as_of_date"] == run.as_of.isoformat()
+    assert latest["score"] == history[-1]["score"]
+    for key in ("member_id", "as_of_date", "status", "score", "pd", "tier", "tier_vi", "tier_en",
+                "pct_cooperative", "pct_province", "pct_sector", "reasons", "missing",
+                "model_version"):
+        assert key in latest
+    for r in latest["reasons"]:
+        assert set(r) == {"code", "text_vi", "text_en"}
+    assert rank.latest_ranking(pipeline_home, "NO-SUCH-MEMBER") is None
+    assert rank.rank_history(pipeline_home, "NO-SUCH-MEMBER") == []
+    with pytest.raises(ValueError):
+        rank.rank_members(pipeline_home, as_of=run.as_of + timedelta(days=1), scorer=scorer)
+
+
+def test_earlier_as_of_equals_on_demand_history(pipeline_home, scorer):
+    """An earlier date goes through the same point-in-time history the service computes."""
+    as_of = scorer.snapshot_date - timedelta(days=61)
+    ids, history = rank.member_history(scorer, pipeline_home, as_of)
+    some = list(ids[:20])
+    np.testing.assert_array_equal(history[:20], scorer._history(some, "member", as_of))
+
+
+def test_not_enough_data_keeps_what_is_missing(pipeline_home, run):
+    short = run.frame[run.frame["status"] == "not_enough_data"]
+    assert len(short) > 0, "the synthetic data should hold some members with a short history"
+    member = short["member_id"].iloc[0]
+    latest = rank.latest_ranking(pipeline_home, member)
+    assert latest["status"] == "not_enough_data" and latest["score"] is None
+    assert latest["tier"] is None and latest["pct_cooperative"] is None
+    assert latest["missing"], "a member without enough data must be told what is missing"
+    for m in latest["missing"]:
+        assert set(m) == {"code", "vi", "en"} and m["code"] in {"HISTORY_TOO_SHORT", "TOO_FEW_TRANSACTIONS"}
+    assert advice.advise(pipeline_home, member) == []
+
+
+def test_levers_never_touch_protected_or_fixed_features(scorer, run):
+    protected = set(PROTECTED_ATTRIBUTES)
+    assert protected <= advice.FIXED_FEATURES
+    assert {"tenure_years", "capital_contribution_vnd", "coop_revenue_12m",
+            "coop_members_in_arrears_rate", "requested_amount_vnd"} <= advice.FIXED_FEATURES
+    hist = scorer.matrix["member"]
+    col = {c: i for i, c in enumerate(scorer.columns)}
+    for lever in advice.LEVERS:
+        changed = set(lever.change({c: hist[:, i] for c, i in col.items()}))
+        assert not changed & advice.FIXED_FEATURES, lever.code
+        assert not changed & protected, lever.code
+        assert lever.feature in changed and all(f in FEATURES_BY_NAME for f in changed)
+        # on real rows, only the declared columns move
+        new, applies = advice.changed_history(scorer, hist, lever)
+        moved = {scorer.columns[j] for j in np.flatnonzero(
+            ~((new == hist) | (np.isnan(new) & np.isnan(hist))).all(axis=0))}
+        assert moved <= changed, (lever.code, moved - changed)
+        assert lever.text_vi and lever.text_en
+
+
+def _independent_score(scorer, history_row):
+    d = scorer.decide("member", history_row[None, :], np.array([50_000_000.0]), np.array([12.0]))
+    return float(d.score[0])
+
+
+def test_advice_is_rescored_by_the_champion_and_sorted(pipeline_home, scorer, run):
+    col = {c: i for i, c in enumerate(scorer.columns)}
+    ranked = run.frame[run.frame["status"] == "ranked"]
+    with_actions = ranked[ranked["action_1"].notna()]
+    assert len(with_actions) > 0
+    seen = 0
+    for member in with_actions["member_id"].head(15):
+        actions = advice.advise(pipeline_home, member)
+        assert 1 <= len(actions) <= 3
+        gains = [a["gain"] for a in actions]
+        assert all(g >= advice.MIN_GAIN > 0 for g in gains) and gains == sorted(gains, reverse=True)
+        row = scorer.matrix["member"][scorer.row["member"][member]]
+        for a in actions:
+            assert set(a) >= {"code", "text_vi", "text_en", "current", "target", "score_now",
+                              "score_after", "gain"}
+            lever = advice.LEVERS_BY_CODE[a["code"]]
+            # recompute independently: apply the lever to the snapshot row, score it via decide
+            changed = row.copy()
+            for feature, value in lever.change({c: row[[i]] for c, i in col.items()}).items():
+                changed[col[feature]] = value[0]
+            assert a["score_after"] == pytest.approx(_independent_score(scorer, changed), abs=1e-9)
+            assert a["score_now"] == pytest.approx(_independent_score(scorer, row), abs=1e-9)
+            assert a["gain"] == pytest.approx(a["score_after"] - a["score_now"])
+            assert a["target"] == pytest.approx(changed[col[a["feature"]]])
+        # the batch run's actions are the same ones, with the same score after (rounded to 0.1)
+        r = with_actions.set_index("member_id").loc[member]
+        assert [r[f"action_{j + 1}"] for j in range(len(actions))] == [a["code"] for a in actions]
+        for j, a in enumerate(actions):
+            assert r[f"action_{j + 1}_score_after"] == pytest.approx(round(a["score_after"], 1), abs=0.051)
+        seen += 1
+    assert seen > 0
+
+
+def test_fast_advice_scoring_equals_decide(scorer):
+    hist = scorer.matrix["member"]
+    hist = hist[scorer.enough_history(hist)][:500]
+    fast = advice.score_history(scorer, hist, 50_000_000, 12)
+    d = scorer.decide("member", hist, np.full(len(hist), 50_000_000.0), np.full(len(hist), 12.0))
+    np.testing.assert_allclose(fast, d.score, rtol=0, atol=1e-8)
+
+
+def test_month_starts():
+    assert rank.month_starts(date(2026, 1, 15), 3) == [date(2025, 11, 1), date(2025, 12, 1),
+                                                       date(2026, 1, 1)]
