@@ -283,6 +283,26 @@ def rank(as_of: Optional[str] = typer.Option(None, help="ISO date; default: the 
     console.print(f"rankings: {paths.home / 'ranking'}")
 
 
+@app.command("member-link")
+def member_link_cmd(member_id: str = typer.Argument(..., help="e.g. TV0000001"),
+                    base_url: str = typer.Option("http://127.0.0.1:3000", help="Where the service is reached"),
+                    days: int = typer.Option(90, min=1, max=365, help="How long the link works")) -> None:
+    """Print the signed link of a member's own ranking page (only that member's page opens with it)."""
+    from serving.web.links import member_link
+
+    paths = get_paths()
+    members = pd_read_ids(paths)
+    if member_id not in members:
+        fail(f"no member with id '{member_id}' in {paths.clean}; check the id.")
+    console.print(member_link(member_id, base_url, paths=paths, days=days), soft_wrap=True)
+
+
+def pd_read_ids(paths: Paths) -> set[str]:
+    import pandas as pd
+
+    return set(pd.read_parquet(paths.clean / "members.parquet", columns=["member_id"]).member_id)
+
+
 @app.command()
 def serve(port: int = typer.Option(3000, help="HTTP port"),
           host: str = typer.Option("0.0.0.0")) -> None:

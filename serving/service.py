@@ -48,6 +48,7 @@ from serving.model_watch import ChampionWatcher
 from serving.rate_limit import RateLimiter
 from serving.records import AuditEntry, Principal, Records, RecordsError, features_sha256
 from serving.scorer import Scorer
+from serving.web.app import web
 
 log = logging.getLogger("coopscore.service")
 
@@ -164,6 +165,7 @@ ACCESS_LOG = os.environ.get("COOPSCORE_ACCESS_LOG", "0") == "1"
 @bentoml.service(name="coopscore", workers=WORKERS, traffic={"timeout": 60},
                   logging={"access": {"enabled": ACCESS_LOG}})
 @bentoml.asgi_app(api, path="/v1")
+@bentoml.asgi_app(web, path="/app")
 class CoopScore:
     def __init__(self) -> None:
         paths = get_paths()
@@ -175,6 +177,7 @@ class CoopScore:
         self.audit_writer = AuditWriter(self.records)
         api.state.records = self.records
         api.state.limiter = RateLimiter.from_env(processes=WORKERS)
+        web.state.scorer, web.state.records, web.state.paths = self.scorer, self.records, paths
         self.watcher = ChampionWatcher(SUBJECT_TYPES, self.scorer.served_version,
                                        self.scorer.champion_version, self.scorer.reload)
         self.watcher.start()

@@ -29,6 +29,7 @@ SCOPES = {
     "scores:batch": "score up to 1,000 applications per call",
     "consents:write": "record and revoke consents (the platform itself)",
     "audit:read": "read a subject's access log (the platform itself)",
+    "console": "sign in to the loan officers' console (a cooperative development fund)",
 }
 SUBJECT_TYPES = ("member", "cooperative")
 CACHE_SECONDS = 5.0

@@ -1,0 +1,449 @@
+"""The web pages, server-rendered (Jinja2), mounted on the service at /app.
+
+    GET  /app/member/{token}                 a member's own ranking (Vietnamese; ?lang=en)
+    GET  /app/console                        loan officers: sign in, then the applicant queue
+    POST /app/console/login | /logout        a fund's API key -> short signed session cookie
+    GET  /app/console/export.csv             the filtered queue as CSV
+    GET  /app/console/applicant/{id}         one applicant: score, reasons, contributions chart
+    POST /app/console/applicant/{id}         the what-if form without JavaScript
+    POST /app/console/api/whatif             the what-if as JSON (the page's small fetch)
+    POST /app/console/decision               approve / decline with a note -> audit log
+
+The service hands the app its Scorer and Records (`web.state.scorer`, `web.state.records`); the
+member page reads the ranking through `ranking.rank` / `ranking.advice` when they exist.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from coopscore.paths import Paths, get_paths
+from features.catalogue import FEATURES_BY_NAME
+from serving import schemas
+from serving.errors import ApiError
+from serving.records import AuditEntry, AuthError
+from serving.web import charts, links
+from serving.web.texts import text
+
+log = logging.getLogger("coopscore.web")
+HERE = Path(__file__).parent
+SESSION_COOKIE = "coopscore_session"
+QUEUE_SIZE = 200
+GRADES = ("A", "B", "C", "D", "E", "F")
+OFFICER_SCOPES = ("console",)
+RAW_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+web = FastAPI(title="coopscore web pages", docs_url=None, redoc_url=None, openapi_url=None)
+web.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+_templates = Environment(loader=FileSystemLoader(HERE / "templates"),
+                         autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+def _paths(request: Request) -> Paths:
+    return getattr(request.app.state, "paths", None) or get_paths()
+
+
+def _secret(request: Request) -> bytes:
+    state = request.app.state
+    if getattr(state, "secret", None) is None:
+        state.secret = links.web_secret(_paths(request))
+    return state.secret
+
+
+def _lang(request: Request) -> str:
+    return "en" if request.query_params.get("lang") == "en" else "vi"
+
+
+def _prefix(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def render(request: Request, name: str, status: int = 200, lang: str | None = None, **context) -> HTMLResponse:
+    lang = lang or _lang(request)
+    other = "en" if lang == "vi" else "vi"
+    query = {k: v for k, v in request.query_params.items() if k != "lang"}
+    if other == "en":
+        query["lang"] = "en"
+    html = _templates.get_template(name).render(
+        lang=lang, t=lambda key, **kw: text(key, lang, **kw), prefix=_prefix(request),
+        switch_url=f"{_prefix(request)}{request.scope['path'][len(request.scope.get('root_path', '')):]}"
+                   + (f"?{urlencode(query)}" if query else ""),
+        switch_label="English" if lang == "vi" else "Tiếng Việt", switch_lang=other, **context)
+    return HTMLResponse(html, status_code=status,
+                        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                 "Referrer-Policy": "no-referrer",
+                                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                                                            "style-src 'self'; script-src 'self'"})
+
+
+def _error_page(request: Request, status: int, key: str) -> HTMLResponse:
+    return render(request, "error.html", status=status, title_vi=text(f"{key}_title", "vi"),
+                  title_en=text(f"{key}_title", "en"), body_vi=text(f"{key}_body", "vi"),
+                  body_en=text(f"{key}_body", "en"))
+
+
+@web.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+    key = {403: "forbidden", 404: "not_found"}.get(exc.status_code, "error")
+    return _error_page(request, exc.status_code, key)
+
+
+@web.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> HTMLResponse:
+    log.exception("unexpected error on %s", request.url.path)
+    return _error_page(request, 500, "error")
+
+
+# -- the member's page -------------------------------------------------------------------------
+def _ranking_api(request: Request):
+    """(rank module, advice module) or None when `ranking` is not there yet."""
+    given = getattr(request.app.state, "ranking", None)
+    if given is not None:
+        return given, given
+    try:
+        from ranking import advice, rank  # noqa: PLC0415 (built alongside; may be missing)
+    except ImportError:
+        return None
+    return rank, advice
+
+
+def _pct(value) -> int | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(round(float(value)))  # ranking.rank gives 0-100
+
+
+@web.get("/member/{token}", response_class=HTMLResponse)
+def member_page(request: Request, token: str) -> HTMLResponse:
+    if "." not in token and RAW_ID.match(token):
+        return _error_page(request, 404, "not_found")  # a raw id is never a page
+    try:
+        member_id = links.verify(token, _secret(request))
+    except links.InvalidToken:
+        return _error_page(request, 403, "forbidden")
+    lang = _lang(request)
+    api = _ranking_api(request)
+    ranking, history, actions, problem = None, [], [], None
+    if api is None:
+        problem = "no_module"
+    else:
+        rank, advice = api
+        try:
+            ranking = rank.latest_ranking(_paths(request), member_id)
+            if ranking is not None:
+                history = list(rank.rank_history(_paths(request), member_id) or [])
+                scorer = getattr(request.app.state, "scorer", None)  # the service's: no second load
+                actions = list(advice.advise(scorer or _paths(request), member_id) or [])[:3]
+        except (FileNotFoundError, LookupError) as exc:
+            log.info("no ranking for %s: %s", member_id, exc)
+            ranking = None
+        if ranking is None:
+            problem = "no_data"
+    pcts = {}
+    if ranking:
+        pcts = {k: _pct(ranking.get(f"pct_{k}")) for k in ("cooperative", "province", "sector")}
+    trend = charts.trend_svg(history, lang) if len(history) >= 2 else None  # a line needs two
+    return render(request, "member.html", lang=lang, r=ranking, pcts=pcts, actions=actions,
+                  trend=trend, history=history, problem=problem)
+
+
+# -- the officers' console: sessions -----------------------------------------------------------
+class Officer:
+    def __init__(self, bank_id: str, key_id: str, nonce: str, secret: bytes):
+        self.bank_id, self.key_id = bank_id, key_id
+        self.csrf = links.csrf_token(nonce, secret)
+
+
+def _officer(request: Request) -> Officer | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    try:
+        bank_id, key_id, nonce = links.verify_session(cookie, _secret(request))
+    except links.InvalidToken:
+        return None
+    return Officer(bank_id, key_id, nonce, _secret(request))
+
+
+def _csrf_ok(officer: Officer, given: str | None) -> bool:
+    import hmac  # noqa: PLC0415
+    return bool(given) and hmac.compare_digest(given, officer.csrf)
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"{_prefix(request)}/console", status_code=303)
+
+
+@web.post("/console/login")
+def login(request: Request, api_key: str = Form("")) -> Response:
+    records = request.app.state.records
+    try:
+        principal = records.authenticate(api_key.strip())
+    except AuthError:
+        return render(request, "login.html", status=401, error="login_failed")
+    if not any(s in principal.scopes for s in OFFICER_SCOPES):
+        return render(request, "login.html", status=403, error="login_scope")
+    response = RedirectResponse(f"{_prefix(request)}/console", status_code=303)
+    response.set_cookie(SESSION_COOKIE, links.session_token(principal.bank_id, principal.key_id,
+                                                            _secret(request)),
+                        max_age=links.SESSION_SECONDS, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path=_prefix(request) or "/")
+    return response
+
+
+@web.post("/console/logout")
+def logout(request: Request, csrf: str = Form("")) -> Response:
+    response = _to_login(request)
+    response.delete_cookie(SESSION_COOKIE, path=_prefix(request) or "/")
+    return response
+
+
+# -- the queue ---------------------------------------------------------------------------------
+_queue_lock = threading.Lock()
+_queue_cache: dict[tuple, pd.DataFrame] = {}
+
+
+def _queue(request: Request) -> pd.DataFrame:
+    """The most recent QUEUE_SIZE member applications, scored (vectorised) for their amount and
+    term on the latest data; cached per process until the member model or the snapshot changes."""
+    scorer = request.app.state.scorer
+    key = (str(_paths(request).home), scorer.served_version("member"), scorer.snapshot_date)
+    with _queue_lock:
+        if key in _queue_cache:
+            return _queue_cache[key]
+        clean = _paths(request).clean
+        apps = pd.read_parquet(clean / "loan_applications.parquet")
+        apps = apps[apps["entity_type"] == "member"].sort_values(
+            ["application_date", "application_id"], ascending=False).head(QUEUE_SIZE)
+        members = pd.read_parquet(clean / "members.parquet",
+                                  columns=["member_id", "cooperative_id", "province", "business_sector"])
+        apps = apps.merge(members, left_on="entity_id", right_on="member_id", how="left")
+        requests = [schemas.ScoreRequest.model_construct(
+            subject_type="member", subject_id=r.entity_id, as_of_date=None,
+            application=schemas.Application.model_construct(
+                amount_vnd=int(r.requested_amount_vnd), term_months=int(r.term_months),
+                purpose=r.purpose)) for r in apps.itertuples()]
+        results = scorer.score_many(requests)
+        apps["score"] = [r.score if not isinstance(r, ApiError) and r.score is not None else np.nan
+                         for r in results]
+        apps["pd"] = [r.pd if not isinstance(r, ApiError) and r.pd is not None else np.nan for r in results]
+        apps["grade"] = [r.grade if not isinstance(r, ApiError) and r.grade else "" for r in results]
+        apps["status"] = ["error" if isinstance(r, ApiError) else r.status for r in results]
+        apps["note"] = [r.message if isinstance(r, ApiError) else "" for r in results]
+        apps = apps.drop(columns=["member_id"]).reset_index(drop=True)
+        _queue_cache.clear()
+        _queue_cache[key] = apps
+        return apps
+
+
+SORTS = {"score": ("score", True), "-score": ("score", False),
+         "grade": ("grade", True), "-grade": ("grade", False),
+         "date": ("application_date", True), "-date": ("application_date", False)}
+
+
+def _filtered(request: Request) -> tuple[pd.DataFrame, dict[str, str]]:
+    q = request.query_params
+    filters = {k: q.get(k, "").strip() for k in ("cooperative", "province", "sector", "grade")}
+    sort = q.get("sort", "-score") if q.get("sort", "-score") in SORTS else "-score"
+    df = _queue(request)
+    if filters["cooperative"]:
+        df = df[df["cooperative_id"].str.upper() == filters["cooperative"].upper()]
+    if filters["province"]:
+        df = df[df["province"] == filters["province"]]
+    if filters["sector"]:
+        df = df[df["business_sector"] == filters["sector"]]
+    if filters["grade"]:
+        df = df[df["grade"] == filters["grade"]]
+    column, ascending = SORTS[sort]
+    key = None
+    if column == "grade":  # unscored applicants last either way
+        key = lambda s: s.replace("", "Z")  # noqa: E731
+    df = df.sort_values([column, "application_id"], ascending=[ascending, True], na_position="last",
+                        key=key, kind="stable")
+    return df, {**filters, "sort": sort}
+
+
+@web.get("/console", response_class=HTMLResponse)
+def console(request: Request) -> HTMLResponse:
+    officer = _officer(request)
+    if officer is None:
+        return render(request, "login.html", error=None)
+    df, chosen = _filtered(request)
+    full = _queue(request)
+    return render(request, "queue.html", officer=officer, rows=df.to_dict("records"), chosen=chosen,
+                  total=len(full), provinces=sorted(full["province"].dropna().unique()),
+                  sectors=sorted(full["business_sector"].dropna().unique()), grades=GRADES,
+                  query=urlencode({k: v for k, v in chosen.items() if v and k != "sort"}),
+                  export_query=urlencode({k: v for k, v in chosen.items() if v}))
+
+
+@web.get("/console/export.csv")
+def export_csv(request: Request) -> Response:
+    if _officer(request) is None:
+        return _to_login(request)
+    df, _ = _filtered(request)
+    out = io.StringIO()
+    columns = ["application_id", "entity_id", "cooperative_id", "province", "business_sector",
+               "application_date", "requested_amount_vnd", "term_months", "purpose", "status",
+               "score", "grade", "pd", "note"]
+    writer = csv.writer(out)
+    writer.writerow(["member_id" if c == "entity_id" else c for c in columns])
+    for row in df[columns].itertuples(index=False):
+        writer.writerow(["" if (isinstance(v, float) and math.isnan(v)) else
+                         (v.date().isoformat() if isinstance(v, pd.Timestamp) else v) for v in row])
+    return Response(out.getvalue().encode("utf-8-sig"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="applicants.csv"',
+                             "Cache-Control": "no-store"})
+
+
+# -- one applicant -----------------------------------------------------------------------------
+def _application(request: Request, application_id: str) -> dict | None:
+    df = _queue(request)
+    match = df[df["application_id"] == application_id]
+    return match.iloc[0].to_dict() if len(match) else None
+
+
+def _rescore(request: Request, app: dict, amount: int, term: int):
+    req = schemas.ScoreRequest(subject_type="member", subject_id=app["entity_id"],
+                               application=schemas.Application(amount_vnd=amount, term_months=term,
+                                                               purpose=app["purpose"]))
+    return request.app.state.scorer.score(req)
+
+
+def _int_field(value, low: int, high: int) -> int | None:
+    try:
+        number = int(str(value).replace(",", "").replace(".", "").replace(" ", ""))
+    except (TypeError, ValueError):
+        return None
+    return number if low <= number <= high else None
+
+
+def _applicant(request: Request, application_id: str, amount=None, term=None,
+               decided: str | None = None) -> HTMLResponse:
+    officer = _officer(request)
+    if officer is None:
+        return _to_login(request)
+    app = _application(request, application_id)
+    if app is None:
+        return _error_page(request, 404, "not_found")
+    lang = _lang(request)
+    amount_v = _int_field(amount, 1, 10**13) if amount is not None else int(app["requested_amount_vnd"])
+    term_v = _int_field(term, 1, 120) if term is not None else int(app["term_months"])
+    answer, error = None, None
+    if amount_v is None or term_v is None:
+        error = text("whatif_invalid", lang)
+    else:
+        try:
+            answer = _rescore(request, app, amount_v, term_v)
+        except ApiError as exc:
+            error = exc.message
+    chart = None
+    if answer is not None and answer.explanation is not None:
+        top = sorted(answer.explanation.contributions, key=lambda c: abs(c.points), reverse=True)[:10]
+        chart = charts.contributions_svg(
+            [(FEATURES_BY_NAME[c.feature].vi if lang == "vi" else FEATURES_BY_NAME[c.feature].en,
+              c.points) for c in top], lang)
+    return render(request, "applicant.html", lang=lang, officer=officer, app=app, answer=answer,
+                  error=error, chart=chart, amount=amount_v if amount_v is not None else amount,
+                  term=term_v if term_v is not None else term, decided=decided,
+                  status=422 if error else 200)
+
+
+@web.get("/console/applicant/{application_id}", response_class=HTMLResponse)
+def applicant(request: Request, application_id: str) -> HTMLResponse:
+    q = request.query_params
+    return _applicant(request, application_id, q.get("amount"), q.get("term"), q.get("decided"))
+
+
+@web.post("/console/applicant/{application_id}", response_class=HTMLResponse)
+def applicant_whatif(request: Request, application_id: str, amount_vnd: str = Form(""),
+                     term_months: str = Form("")) -> HTMLResponse:
+    return _applicant(request, application_id, amount_vnd, term_months)
+
+
+@web.post("/console/api/whatif")
+async def whatif_json(request: Request) -> JSONResponse:
+    officer = _officer(request)
+    if officer is None:
+        return JSONResponse({"error": "unauthenticated", "message": "sign in again"}, status_code=401)
+    if not _csrf_ok(officer, request.headers.get("x-csrf-token")):
+        return JSONResponse({"error": "forbidden", "message": "bad CSRF token"}, status_code=403)
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse({"error": "invalid_request", "message": "the body is not JSON"}, status_code=400)
+    app = _application(request, str(body.get("application_id", "")))
+    if app is None:
+        return JSONResponse({"error": "not_found", "message": "no such application"}, status_code=404)
+    amount = _int_field(body.get("amount_vnd"), 1, 10**13)
+    term = _int_field(body.get("term_months"), 1, 120)
+    if amount is None or term is None:
+        return JSONResponse({"error": "invalid_request", "message": text("whatif_invalid", "en"),
+                             "message_vi": text("whatif_invalid", "vi")}, status_code=422)
+    import anyio  # noqa: PLC0415
+    try:
+        answer = await anyio.to_thread.run_sync(_rescore, request, app, amount, term)
+    except ApiError as exc:
+        return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
+    return JSONResponse({"status": answer.status, "score": answer.score, "grade": answer.grade,
+                         "pd": answer.pd, "amount_vnd": amount, "term_months": term})
+
+
+@web.post("/console/decision")
+def decision(request: Request, application_id: str = Form(""), decision: str = Form(""),
+             note: str = Form(""), csrf: str = Form(""), amount_vnd: str = Form(""),
+             term_months: str = Form("")) -> Response:
+    officer = _officer(request)
+    if officer is None:
+        return _to_login(request)
+    if not _csrf_ok(officer, csrf):
+        return _error_page(request, 403, "forbidden")
+    app = _application(request, application_id)
+    if app is None or decision not in ("approve", "decline"):
+        return _error_page(request, 404 if app is None else 400, "not_found" if app is None else "error")
+    amount, term = _int_field(amount_vnd, 1, 10**13), _int_field(term_months, 1, 120)
+    if amount is None or term is None:
+        return _error_page(request, 400, "error")
+    try:
+        answer = _rescore(request, app, amount, term)
+    except ApiError:
+        answer = None
+    outcome = "approved" if decision == "approve" else "declined"
+    entry = AuditEntry(
+        request_id=uuid.uuid4().hex, at=datetime.now(timezone.utc), bank_id=officer.bank_id,
+        key_id=officer.key_id, subject_type="member", subject_id=app["entity_id"],
+        endpoint="/app/console/decision", http_status=200, outcome=outcome,
+        model_name=answer.model.name if answer else None,
+        model_version=answer.model.version if answer else None,
+        as_of_date=answer.as_of_date if answer else None,
+        answer=json.dumps({"application_id": application_id, "note": note[:2000],
+                           "amount_vnd": amount, "term_months": term,
+                           "score": answer.score if answer else None,
+                           "grade": answer.grade if answer else None,
+                           "pd": answer.pd if answer else None}, ensure_ascii=False))
+    request.app.state.records.append_audit([entry])
+    query = urlencode({"decided": outcome, "amount": amount, "term": term,
+                       **({"lang": "en"} if _lang(request) == "en" else {})})
+    return RedirectResponse(f"{_prefix(request)}/console/applicant/{application_id}?{query}",
+                            status_code=303)
+
+

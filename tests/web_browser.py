@@ -1,0 +1,93 @@
+"""Helpers for the web-page tests: Debian's headless Chromium through Playwright (no download),
+screenshots, load times and WCAG contrast computed from the page's computed styles."""
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "var" / "test-artifacts" / "screenshots"
+LOAD_TIMES: dict[str, float] = {}
+
+
+def launch(playwright):
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail("Chromium is missing: `apt-get install -y chromium` (.ci/run does it)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"])
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def load_time_ms(page, name: str) -> float:
+    """Navigation start to the end of the load event, from the Navigation Timing API."""
+    ms = page.evaluate("""() => { const n = performance.getEntriesByType('navigation')[0];
+                                  return n.loadEventEnd - n.startTime; }""")
+    LOAD_TIMES[name] = ms
+    print(f"load time {name}: {ms:.0f} ms")
+    return ms
+
+
+# Contrast of every visible element that has its own text, against the first opaque background
+# behind it (WCAG 2 relative luminance). Returns the failures.
+CONTRAST_JS = """() => {
+  const parse = c => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(',').map(x => parseFloat(x)); return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+  const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+  const bg = el => { for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor);
+    if (c && c.a > 0.5) return c; } return {r: 255, g: 255, b: 255, a: 1}; };
+  const out = []; let checked = 0;
+  for (const el of document.querySelectorAll('body *')) {
+    if (['SCRIPT', 'STYLE', 'svg', 'SVG'].includes(el.tagName) || el.closest('svg')) continue;
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    const r = el.getBoundingClientRect();
+    if (!own || r.width === 0 || r.height === 0 || r.right < 0) continue;
+    const fg = parse(getComputedStyle(el).color), b = bg(el);
+    const [hi, lo] = [lum(fg), lum(b)].sort((x, y) => y - x);
+    const ratio = (hi + 0.05) / (lo + 0.05); checked++;
+    if (ratio < 4.5) out.push({tag: el.tagName, text: el.textContent.trim().slice(0, 40), ratio});
+  }
+  return {checked, failures: out};
+}"""
+
+LABELS_JS = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+  .map(el => el.name || el.id)"""
+
+
+class ThreadServer:
+    """An ASGI app served by uvicorn in a thread of the test process (for the member page with a
+    stand-in ranking)."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning", root_path=""))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
