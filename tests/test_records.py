@@ -173,7 +173,7 @@ def test_bad_bank_ids_scopes_and_duplicates_are_refused_with_advice(records):
                  lambda: records.revoke_bank("nobank"), lambda: records.revoke_consent("cn_none")):
         with pytest.raises(LookupError, match="banks list|consents list"):
             call()
-    assert set(SCOPES) == {"scores:read", "scores:batch", "consents:write", "audit:read"}
+    assert set(SCOPES) == {"scores:read", "scores:batch", "consents:write", "audit:read", "console"}
 
 
 def test_the_cache_is_short_and_revocation_here_clears_it_at_once(records, monkeypatch):

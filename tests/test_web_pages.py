@@ -164,8 +164,9 @@ def test_member_access_only_through_own_signed_link(page, base, pipeline_home, m
     response = page.goto(own)
     assert response.status == 200 and page.get_attribute("html", "lang") == "vi"
     body = page.inner_text("main")
-    # nothing ranked yet in this home (or no ranking/ at all): the page says so, clearly
-    assert "Chưa tính xếp hạng" in body and "coopscore rank" in body
+    ranked_before = (pipeline_home.home / "ranking").exists()  # tests/test_ranking.py may have ranked
+    if not ranked_before:  # nothing ranked yet in this home: the page says so, clearly
+        assert "Chưa tính xếp hạng" in body and "coopscore rank" in body
     try:
         from ranking import rank
     except ImportError:
