@@ -25,6 +25,8 @@ from datetime import datetime, timedelta, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+from benchmarks.machine import cpu_and_memory
+
 import httpx
 import numpy as np
 import pandas as pd
@@ -46,17 +48,7 @@ def say(text: str) -> None:
 
 
 def machine() -> dict:
-    cpu, mem = "unknown CPU", "unknown memory"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines()
-                          if l.startswith("MemTotal")).split()[1])
-        mem = f"{mem_kb / 1024 / 1024:.0f} GiB"
-    except (OSError, StopIteration):
-        pass
+    cpu, mem = cpu_and_memory()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {"cpu": cpu, "cores": os.cpu_count(), "ram": mem,
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),

@@ -21,6 +21,8 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+from benchmarks.machine import cpu_and_memory
+
 import httpx
 import pandas as pd
 
@@ -49,17 +51,7 @@ def timed(label: str, fn, *args, **kwargs):
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines()
-                          if l.startswith("MemTotal")).split()[1])
-        mem = f"{mem_kb / 1024 / 1024:.0f} GiB"
-    except (OSError, StopIteration):
-        mem = "unknown memory"
+    cpu, mem = cpu_and_memory()
     return (f"{cpu}, {os.cpu_count()} cores, {mem}; {platform.system()} {platform.release()}; "
             f"Python {platform.python_version()}, DuckDB {version('duckdb')}, LightGBM "
             f"{version('lightgbm')}, BentoML {version('bentoml')}, MLflow {version('mlflow')}")
