@@ -5,11 +5,16 @@ takes everything that is waiting and writes it in ONE transaction (group commit)
 commit carries the rows of many requests, so the database sees a few dozen transactions a second
 instead of one per request, and threads no longer queue on SQLite's write lock. If the commit
 fails, every request in that group gets the error, and none of them is answered.
+
+`write` blocks the calling thread; `write_async` lets an async route wait on the event loop, so
+that other requests are served while the commit runs (no thread-pool hop per request).
 """
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from serving.records import AuditEntry, Records
@@ -22,6 +27,7 @@ class _Pending:
     entries: list[AuditEntry]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    on_done: Callable[[], None] | None = None  # called in the writer thread once committed (or failed)
 
 
 class AuditWriter:
@@ -40,6 +46,21 @@ class AuditWriter:
         if pending.error is not None:
             raise pending.error
 
+    async def write_async(self, entries: list[AuditEntry]) -> None:
+        """The same as `write`, awaited on the running event loop instead of blocking a thread."""
+        loop = asyncio.get_running_loop()
+        committed = loop.create_future()
+
+        def wake() -> None:  # writer thread -> event loop
+            loop.call_soon_threadsafe(_settle, committed, pending.error)
+
+        pending = _Pending(entries, on_done=wake)
+        self._queue.put(pending)
+        try:
+            await asyncio.wait_for(committed, WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"the audit log did not commit within {WAIT_SECONDS:.0f} s") from None
+
     def _run(self) -> None:
         while True:
             group = [self._queue.get()]
@@ -55,3 +76,17 @@ class AuditWriter:
                     p.error = exc
             for p in group:
                 p.done.set()
+                if p.on_done is not None:
+                    try:
+                        p.on_done()
+                    except RuntimeError:  # its event loop has closed (shutdown): nobody waits
+                        pass
+
+
+def _settle(future: asyncio.Future, error: BaseException | None) -> None:
+    if future.done():  # the request gave up waiting (timeout) or was cancelled
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

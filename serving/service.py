@@ -175,7 +175,7 @@ class CoopScore:
             raise SystemExit(f"coopscore cannot open its records database: {exc}") from None
         self.scorer = Scorer(paths)
         self.audit_writer = AuditWriter(self.records)
-        api.state.records = self.records
+        api.state.records, api.state.service = self.records, self
         api.state.limiter = RateLimiter.from_env(processes=WORKERS)
         web.state.scorer, web.state.records, web.state.paths = self.scorer, self.records, paths
         self.watcher = ChampionWatcher(SUBJECT_TYPES, self.scorer.served_version,
@@ -183,23 +183,22 @@ class CoopScore:
         self.watcher.start()
 
     # -- scoring ------------------------------------------------------------------------------------
-    @api.post("/scores", response_model=schemas.ScoreResponse)
-    def score(self, body: schemas.ScoreRequest, request: Request,
-              principal: Principal = Security(authenticate)) -> schemas.ScoreResponse:
-        """Score one application from data strictly before as_of_date."""
+    async def score_one(self, body: schemas.ScoreRequest, request: Request,
+                        principal: Principal) -> Response:
+        """POST /v1/scores (the route is `score` below the class): consent, score, audit, answer."""
         require(principal, "scores:read")
         rate_limit(request, principal)
         request_id = _request_id(request)
         refusal = self._consent_refusal(principal, body)
         if refusal is not None:
-            self._audit([self._refused(principal, request_id, "/v1/scores", body, refusal)])
+            await self._audit_async([self._refused(principal, request_id, "/v1/scores", body, refusal)])
             raise refusal
         try:
             answer = self.scorer.score(body, request_id=request_id)
         except ApiError as exc:
-            self._audit([self._refused(principal, request_id, "/v1/scores", body, exc)])
+            await self._audit_async([self._refused(principal, request_id, "/v1/scores", body, exc)])
             raise
-        self._audit([self._answered(principal, request_id, "/v1/scores", answer)])
+        await self._audit_async([self._answered(principal, request_id, "/v1/scores", answer)])
         return _json(answer)
 
     @api.post("/scores:batch", response_model=schemas.BatchScoreResponse)
@@ -324,14 +323,38 @@ class CoopScore:
                           endpoint=endpoint, http_status=error.status, outcome=error.error,
                           answer=json.dumps({"error": error.error, "message": error.message}))
 
+    async def _audit_async(self, entries: list[AuditEntry]) -> None:
+        """`_audit` for async routes: the commit is awaited, the event loop keeps serving."""
+        try:
+            await self.audit_writer.write_async(entries)
+        except Exception as exc:
+            log.exception("could not write %d audit rows", len(entries))
+            raise _audit_unavailable() from exc
+
     def _audit(self, entries: list[AuditEntry]) -> None:
         """Written before the answer leaves: no audit row, no answer."""
         try:
             self.audit_writer.write(entries)
         except Exception as exc:
             log.exception("could not write %d audit rows", len(entries))
-            raise ApiError(503, "audit_unavailable", "the decision could not be recorded in the "
-                           "audit log, so it is not answered; try again shortly.") from exc
+            raise _audit_unavailable() from exc
+
+
+def _audit_unavailable() -> ApiError:
+    return ApiError(503, "audit_unavailable", "the decision could not be recorded in the audit log, "
+                    "so it is not answered; try again shortly.")
+
+
+# The single-score route is a plain async route, not a class view like the others: BentoML resolves a
+# class view's `self` through a synchronous dependency, i.e. one thread-pool hop per request, and at
+# 200 requests/s those hops (and the GIL hand-overs between threads) made the slow tail. Here the
+# whole request runs on the worker's event loop; only the audit commit waits, and it is awaited.
+@api.post("/scores", response_model=schemas.ScoreResponse)
+async def score(body: schemas.ScoreRequest, request: Request,
+                principal: Principal = Security(authenticate)) -> Response:
+    """Score one application from data strictly before as_of_date."""
+    service: CoopScore = request.app.state.service
+    return await service.score_one(body, request, principal)
 
 
 CoopScore.add_asgi_middleware(JsonNotFound)  # outermost: even unrouted paths answer in JSON

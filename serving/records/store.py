@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from coopscore.paths import Paths, get_paths
@@ -122,6 +122,15 @@ def _utc(value: datetime | date | None, *, end_of_day: bool = False) -> datetime
         value = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
         return value.replace(hour=23, minute=59, second=59) if end_of_day else value
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+# Built once: constructing a SELECT costs more than running it (this one runs on every score request).
+_CONSENTS_OF = (select(consents)
+                .where(consents.c.subject_type == bindparam("subject_type"),
+                       consents.c.subject_id == bindparam("subject_id"),
+                       consents.c.bank_id == bindparam("bank_id"),
+                       consents.c.purpose == bindparam("purpose"))
+                .order_by(consents.c.granted_at.desc()))
 
 
 def _now(now: datetime | None) -> datetime:
@@ -255,6 +264,22 @@ class Records:
             self._cache[key_id] = (digest, principal, row.expires_at, time.monotonic())
         return principal
 
+    def key_principal(self, key_id: str, now: datetime | None = None) -> Principal | None:
+        """The principal of a key that is live now, else None (unknown, revoked or expired).
+
+        Read from the database on every call, never from the cache: a console session rests on a
+        key and must end on the next request after `coopscore banks revoke-key`, even when that
+        ran in another process. One SELECT by primary key.
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(select(api_keys.c.bank_id, api_keys.c.scopes, api_keys.c.expires_at,
+                                      api_keys.c.revoked_at).where(api_keys.c.key_id == key_id)).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        if row.expires_at is not None and _now(now) >= row.expires_at:
+            return None
+        return Principal(row.bank_id, key_id, frozenset(row.scopes.split()))
+
     def list_banks(self) -> list[dict]:
         """Every bank with its keys (ids, scopes, dates; never the hash)."""
         with self.engine.connect() as conn:
@@ -353,10 +378,8 @@ class Records:
         """Is there an active consent at `at`? Explicit consent only: silence is not consent."""
         moment = _now(at)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(consents).where(
-                consents.c.subject_type == subject_type, consents.c.subject_id == subject_id,
-                consents.c.bank_id == bank_id, consents.c.purpose == purpose)
-                .order_by(consents.c.granted_at.desc())).all()
+            rows = conn.execute(_CONSENTS_OF, {"subject_type": subject_type, "subject_id": subject_id,
+                                               "bank_id": bank_id, "purpose": purpose}).all()
         active = [r for r in rows if r.granted_at <= moment < r.expires_at
                   and (r.revoked_at is None or r.revoked_at > moment)]
         if active:
