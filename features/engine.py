@@ -11,6 +11,10 @@ Training runs both on all applications; the service reads stage 1 from a snapsho
 per request. Stage 1 is the catalogue's SQL on DuckDB; stage 2 is the catalogue's on-demand numpy
 functions (features/on_demand.py), the very ones the service calls, so training and serving share
 one definition of every application feature.
+
+Stage 1 also returns three counts that are not model inputs: history_days and transactions_365d
+(features.sufficiency) and repayment_months (loan-months repaid so far, which ranking/advice.py
+needs to blend future on-time instalments into the whole-history on-time rate).
 """
 from __future__ import annotations
 
@@ -218,7 +222,9 @@ def _history_sql() -> str:
     SELECT spine_id, entity_type, entity_id, as_of,
       COALESCE(history_days, 0) AS history_days,
       COALESCE(transactions_365d, 0) AS transactions_365d,
-      {feature_cols}
+      {feature_cols},
+      -- not a model input: the count ranking/advice.py blends future on-time instalments with
+      repayment_months
     FROM filled
     ORDER BY spine_id
     """

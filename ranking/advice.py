@@ -11,9 +11,17 @@ cooperative's own health, the reference application, revenue levels and trends (
 member can promise), province, sector, gender, ethnicity, mountainous commune (never even a model
 input). tests/test_ranking.py checks every lever against these lists on real rows.
 
-Caveat on REPAY_ON_TIME: the repayment features look at the member's whole loan history on the
-platform (no window), so a past delay stays visible until the feature gets a window; the gain shown
-is the value of a clean record, which is what on-time repayment builds over time.
+REPAY_ON_TIME models only the future. The repayment features cover the member's whole loan
+history (no window), and nobody can rewrite the past, so the lever re-scores the member as if the
+next REPAY_HORIZON_MONTHS monthly instalments (one a month, as on the reference application's
+12-month loan) were all paid on time, BLENDED with the record so far in proportion to counts:
+
+    on-time rate -> (on-time months + 12) / (repayment months + 12)
+
+so a member with 40 past instalments moves less than one with 4. The worst days past due is a
+maximum over the whole history: a past delay stays in it, so the lever leaves it alone. The
+count (repayment_months) is a snapshot column that is not a model input (features/engine.py); on
+a snapshot built before it existed the lever is not offered rather than guessed.
 """
 from __future__ import annotations
 
@@ -31,6 +39,8 @@ SUBJECT = "member"
 # An action must raise the score by at least this many points (scores are shown to 0.1 point; a
 # smaller "gain" is float noise between the two exact scoring paths, not advice).
 MIN_GAIN = 0.1
+# REPAY_ON_TIME's horizon: the next 12 monthly instalments, i.e. the reference application's term.
+REPAY_HORIZON_MONTHS = 12
 Columns = Mapping[str, np.ndarray]
 
 
@@ -53,9 +63,13 @@ def _einvoice(c: Columns) -> dict[str, np.ndarray]:
 
 
 def _repay(c: Columns) -> dict[str, np.ndarray]:
-    return {"repayment_on_time_rate": np.where(np.isfinite(c["repayment_on_time_rate"]), 1.0,
-                                               c["repayment_on_time_rate"]),
-            "worst_days_past_due": np.minimum(c["worst_days_past_due"], 0.0)}
+    rate = c["repayment_on_time_rate"]  # NaN without a loan history: the lever does not apply
+    months = c.get("repayment_months")
+    if months is None:  # snapshot older than the count: the honest move is unknown, so none
+        return {"repayment_on_time_rate": rate}
+    # on-time months so far (rate * months is exact up to float rounding) plus a clean horizon
+    blended = (rate * months + REPAY_HORIZON_MONTHS) / (months + REPAY_HORIZON_MONTHS)
+    return {"repayment_on_time_rate": np.where(months > 0, blended, rate)}
 
 
 def _regular(c: Columns) -> dict[str, np.ndarray]:
@@ -86,9 +100,13 @@ LEVERS: tuple[Lever, ...] = (
           "Issue e-invoices (or use the cash register) for at least 80% of sales",
           "e-invoice share -> max(current, 0.8); the increase comes out of the cash share", _einvoice),
     Lever("REPAY_ON_TIME", "repayment_on_time_rate",
-          "Trả nợ đúng hạn mọi kỳ, không trễ ngày nào",
-          "Repay every instalment on time, not a day late",
-          "on-time rate -> 1 and worst days past due -> 0 (only with a loan history)", _repay),
+          f"Trả nợ đúng hạn mọi kỳ trong {REPAY_HORIZON_MONTHS} tháng tới, không trễ ngày nào",
+          f"Pay every instalment on time for the next {REPAY_HORIZON_MONTHS} months, "
+          "not a day late",
+          f"on-time rate -> (on-time months + {REPAY_HORIZON_MONTHS}) / (repayment months + "
+          f"{REPAY_HORIZON_MONTHS}): the next {REPAY_HORIZON_MONTHS} monthly instalments on time, "
+          "blended with the whole history; worst days past due unchanged (only with a loan "
+          "history)", _repay),
     Lever("REGULAR_REVENUE", "revenue_volatility_12m",
           "Bán hàng và nhận tiền qua nền tảng đều đặn mỗi tháng",
           "Sell and get paid through the platform evenly, every month",
@@ -114,7 +132,9 @@ FIXED_FEATURES: frozenset[str] = frozenset({
     "coop_revenue_12m", "coop_revenue_trend_12m", "coop_members_in_arrears_rate",
     "coop_arrears_rate_among_members",
     "requested_amount_vnd", "term_months", "loan_to_revenue", "instalment_to_net_inflow",
-    "prior_loans", "history_days", "transactions_365d",
+    "prior_loans", "history_days", "transactions_365d", "repayment_months",
+    # a past delay cannot be undone: REPAY_ON_TIME only adds on-time months to the rate
+    "worst_days_past_due",
     # revenue levels and trends: an outcome, not an action a member can promise
     *(f"{d}_{k}_{n}d" for d in ("inflow", "outflow") for k in ("sum", "count") for n in (30, 90, 180, 365)),
     "net_inflow_ratio_365d", "revenue_trend_12m", "revenue_change_vs_last_year_90d",

@@ -172,6 +172,9 @@ def rank_members(paths: Paths, as_of: date | None = None,
 
     t = time.perf_counter()
     say("advice: re-scoring the actionable levers")
+    if "repayment_months" not in col:
+        say("the snapshot predates repayment_months: REPAY_ON_TIME is not offered until it is "
+            "rebuilt (`coopscore features`)")
     actions = {"code": np.full((n, N_ACTIONS), None, dtype=object),
                "score_after": np.full((n, N_ACTIONS), np.nan)}
     if len(ok):

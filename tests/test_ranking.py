@@ -77,11 +77,34 @@ def test_tiers_follow_the_cut_offs(run):
         assert score >= cut[tier]
         if i > 0:
             assert score < cut[order[i - 1]]
-    assert list(tiers.tier_of([620, 619.9, 600, 599.9, 580, 560, 559.9, 300])) == [
-        "DIAMOND", "GOLD", "GOLD", "SILVER", "SILVER", "BRONZE", "STARTER", "STARTER"]
+    assert list(tiers.tier_of([605, 604.9, 600, 599.9, 590, 589.9, 570, 569.9, 300])) == [
+        "DIAMOND", "GOLD", "GOLD", "SILVER", "SILVER", "BRONZE", "BRONZE", "STARTER", "STARTER"]
     tv = ranked.drop_duplicates("tier")
     for tier, vi, en in zip(tv["tier"], tv["tier_vi"], tv["tier_en"]):
         assert (tiers.TIERS_BY_CODE[tier]["vi"], tiers.TIERS_BY_CODE[tier]["en"]) == (vi, en)
+
+
+def test_top_tier_is_reachable_and_every_tier_is_used(run):
+    """Fixed cut-offs must still be reachable: the champion's best member makes the top tier, and
+    no tier is empty on the fixture population (a cut-off above every score would be a promise
+    no member can keep, as Diamond at 620 was on the demo data)."""
+    ranked = run.frame[run.frame["status"] == "ranked"]
+    assert ranked["score"].max() >= tiers.TIERS[0]["min_score"]
+    assert set(ranked["tier"]) == set(tiers.TIERS_BY_CODE)
+
+
+def test_tier_cut_offs_are_whole_scores_with_the_documented_pd():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ranking.md").read_text(encoding="utf-8")
+    pds = [tiers.max_pd(t["min_score"]) for t in tiers.TIERS[:-1]]
+    assert pds == sorted(pds), "a better tier must stand for a lower PD"
+    for t, pd_max in zip(tiers.TIERS[:-1], pds):
+        assert t["min_score"] == int(t["min_score"])
+        # the table in docs/ranking.md and the tiers.py docstring give each cut-off's PD
+        row = f"| {t['code']} | {t['vi']} | {t['en']} | {int(t['min_score'])} |"
+        assert row in doc and f"~{100 * pd_max:.2f}%" in doc, t["code"]
+        assert f"score >= {int(t['min_score'])}" in tiers.__doc__ and f"~{100 * pd_max:.2f}%" in tiers.__doc__
+    assert tiers.max_pd(600) == pytest.approx(1 / 51)  # the scale's anchor: odds 50:1
 
 
 def test_rerun_replaces_and_another_date_appends(pipeline_home, scorer, run):
@@ -201,3 +224,55 @@ def test_fast_advice_scoring_equals_decide(scorer):
 def test_month_starts():
     assert rank.month_starts(date(2026, 1, 15), 3) == [date(2025, 11, 1), date(2025, 12, 1),
                                                        date(2026, 1, 1)]
+
+
+# -- REPAY_ON_TIME models the next instalments, not a rewritten past ------------------------------
+def _repay_rows(scorer):
+    col = {c: i for i, c in enumerate(scorer.columns)}
+    hist = scorer.matrix["member"]
+    hist = hist[scorer.enough_history(hist)]
+    late = hist[hist[:, col["repayment_on_time_rate"]] < 1]  # a loan history with some delay
+    assert len(late) > 0, "the fixture should hold members who once repaid late"
+    return col, late
+
+
+def test_repay_lever_blends_the_next_instalments_with_the_history(scorer):
+    col, late = _repay_rows(scorer)
+    lever = advice.LEVERS_BY_CODE["REPAY_ON_TIME"]
+    new, applies = advice.changed_history(scorer, late, lever)
+    assert applies.all()
+    rate, months = late[:, col["repayment_on_time_rate"]], late[:, col["repayment_months"]]
+    h = advice.REPAY_HORIZON_MONTHS
+    blended = (rate * months + h) / (months + h)
+    # the blended rate, not the whole-history overwrite to 1.0 of the old lever
+    np.testing.assert_allclose(new[:, col["repayment_on_time_rate"]], blended, rtol=0, atol=1e-12)
+    assert (new[:, col["repayment_on_time_rate"]] < 1).all()
+    # a past delay stays in the record
+    np.testing.assert_array_equal(new[:, col["worst_days_past_due"]], late[:, col["worst_days_past_due"]])
+    # no loan history, nothing to blend: the lever does not apply
+    none = scorer.matrix["member"][scorer.matrix["member"][:, col["repayment_months"]] == 0][:50]
+    assert len(none) and not advice.changed_history(scorer, none, lever)[1].any()
+
+
+def test_repay_lever_moves_a_long_history_less_than_a_short_one(scorer):
+    col, late = _repay_rows(scorer)
+    lever = advice.LEVERS_BY_CODE["REPAY_ON_TIME"]
+    gains = {}
+    for months in (4, 40):  # the same members, the same 75% on-time record, 4 or 40 instalments
+        rows = late[:30].copy()
+        rows[:, col["repayment_on_time_rate"]] = 0.75
+        rows[:, col["repayment_months"]] = months
+        new, _ = advice.changed_history(scorer, rows, lever)
+        move = new[:, col["repayment_on_time_rate"]] - 0.75
+        assert move == pytest.approx(np.full(len(rows), 0.25 * 12 / (months + 12)))
+        gains[months] = (advice.score_history(scorer, new, 50_000_000, 12)
+                         - advice.score_history(scorer, rows, 50_000_000, 12))
+    assert (gains[4] >= gains[40] - 1e-9).all()  # the rate is monotone in the model
+    assert (gains[4] > gains[40]).any()
+
+
+def test_repay_lever_says_its_horizon():
+    lever = advice.LEVERS_BY_CODE["REPAY_ON_TIME"]
+    assert advice.REPAY_HORIZON_MONTHS == 12
+    assert "trả" in lever.text_vi.lower() and "đúng hạn mọi kỳ trong 12 tháng tới" in lever.text_vi
+    assert "on time for the next 12 months" in lever.text_en

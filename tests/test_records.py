@@ -198,6 +198,21 @@ def test_the_cache_is_short_and_revocation_here_clears_it_at_once(records, monke
     assert all(k["revoked_at"] for k in records.list_banks()[0]["keys"])
 
 
+def test_key_principal_reads_past_the_cache_so_sessions_end_with_their_key(records):
+    key = records.add_bank("quy-htx", "Quỹ HTX", ["console"])
+    expiring = records.issue_key("quy-htx", ["console", "scores:read"], expires_at=date(2099, 12, 31))
+    live = records.key_principal(key.key_id)
+    assert (live.bank_id, live.key_id, live.scopes) == ("quy-htx", key.key_id, frozenset({"console"}))
+    assert records.key_principal(expiring.key_id, now=datetime(2099, 12, 31, 23, 0, tzinfo=timezone.utc))
+    assert records.key_principal(expiring.key_id, now=datetime(2100, 1, 1, tzinfo=timezone.utc)) is None
+    assert records.key_principal("0" * 12) is None
+    records.authenticate(key.token)  # now cached for authenticate ...
+    with records.engine.begin() as conn:  # ... and revoked by another process
+        conn.execute(text("UPDATE api_keys SET revoked_at = created_at WHERE key_id = :k"), {"k": key.key_id})
+    assert records.authenticate(key.token).key_id == key.key_id  # the cache still answers
+    assert records.key_principal(key.key_id) is None  # this does not
+
+
 def test_threads_share_one_records_object(records):
     key = records.add_bank("agribank", "Agribank", ["scores:batch"])
     errors = []

@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
@@ -37,10 +37,41 @@ def base(pipeline_home):
     print("load times (ms):", json.dumps({k: round(v) for k, v in LOAD_TIMES.items()}))
 
 
+FUND = "quy-htx"
+
+
 @pytest.fixture(scope="module")
-def fund_key(records) -> str:
-    """A cooperative development fund: its officers sign in with a key that has the `console` scope."""
-    return records.add_bank("quy-htx", "Quỹ hỗ trợ phát triển HTX", ["console"]).token
+def queue_apps(pipeline_home) -> pd.DataFrame:
+    """The applications the console lists (the same function the app and `coopscore demo` use)."""
+    from serving.web.applications import recent_member_applications
+
+    return recent_member_applications(pipeline_home)
+
+
+@pytest.fixture(scope="module")
+def unconsented(pipeline_home, queue_apps) -> list[str]:
+    """Three members of the queue, each with one application there and enough history to be scored,
+    who have NOT consented to the fund (the rest of the queue has)."""
+    snap = pd.read_parquet(pipeline_home.features / "snapshot.parquet",
+                           columns=["entity_type", "entity_id", "history_days", "transactions_365d"])
+    scorable = set(snap[(snap.entity_type == "member") & (snap.history_days >= 180)
+                        & (snap.transactions_365d >= 12)].entity_id)
+    once = queue_apps.entity_id.value_counts()
+    picked = [m for m in queue_apps.entity_id if once[m] == 1 and m in scorable][5:8]
+    assert len(picked) == 3, "the test data set has too few scorable members in the queue"
+    return picked
+
+
+@pytest.fixture(scope="module")
+def fund_key(records, queue_apps, unconsented) -> str:
+    """A cooperative development fund: its officers sign in with a key that has the `console` scope.
+    The members of its queue consented to the fund when they applied, except `unconsented`."""
+    key = records.add_bank(FUND, "Quỹ hỗ trợ phát triển HTX", ["console"]).token
+    until = datetime.now(timezone.utc) + timedelta(days=365)
+    for member in dict.fromkeys(queue_apps.entity_id):
+        if member not in unconsented:
+            records.grant_consent("member", member, FUND, expires_at=until, source="api")
+    return key
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +342,7 @@ def test_applicant_chart_whatif_and_decision(page, base, fund_key, records):
     assert records.audit_count(endpoint="/app/console/decision", outcome="approved") == before_rows + 1
     row = next(r for r in records.access_log("member", member) if r["endpoint"] == "/app/console/decision")
     answer = json.loads(row["answer"])
-    assert row["bank_id"] == "quy-htx" and row["outcome"] == "approved"
+    assert row["bank_id"] == FUND and row["outcome"] == "approved"
     assert answer["note"].startswith("Dòng tiền ổn định") and answer["score"] == shown
     assert answer["amount_vnd"] == int(changed) and answer["application_id"] == application_id
     # a decision without the form's CSRF token is refused and not recorded
@@ -335,6 +366,137 @@ def test_whatif_without_javascript(browser, base, fund_key):
     page.click("#whatif button[type=submit]")
     assert page.locator("#score").count() == 1
     context.close()
+
+
+# -- consent and sessions ------------------------------------------------------------------------
+def _row(page, application_id):
+    return page.locator(f"#queue tbody tr:has(a:text-is('{application_id}'))")
+
+
+def _export(page, base, query):
+    response = page.request.get(f"{base}/app/console/export.csv?{query}")
+    assert response.status == 200
+    return {r["application_id"]: r for r in csv.DictReader(io.StringIO(response.text().lstrip("\ufeff")))}
+
+
+def test_only_consented_applicants_are_scored_and_every_view_is_audited(page, base, fund_key, records,
+                                                                         queue_apps, unconsented):
+    member = unconsented[0]
+    app = queue_apps[queue_apps.entity_id == member].iloc[0]
+    application_id, cooperative = app.application_id, app.cooperative_id
+    _login(page, base, fund_key)
+    assert page.locator("#queue tbody tr[data-consent=none]").count() == len(unconsented)
+    assert f"{len(unconsented)} hồ sơ chưa có đồng ý" in page.inner_text("#no-consent-count")
+    page.goto(f"{base}/app/console?cooperative={cooperative}")
+    row = _row(page, application_id)
+    assert row.get_attribute("data-consent") == "none"
+    assert row.locator("td[data-score]").get_attribute("data-score") == ""
+    assert row.locator("td[data-grade]").get_attribute("data-grade") == ""
+    assert "Chưa có đồng ý cho quỹ" in row.inner_text() and "chưa đồng ý cho quỹ" in row.inner_text()
+    screenshot(page, "console-queue-no-consent")
+    shown_before = records.audit_count(endpoint="/app/console", subject_id=member)
+    exported = _export(page, base, f"cooperative={cooperative}")[application_id]
+    assert (exported["score"], exported["grade"], exported["pd"]) == ("", "", "")
+    assert (exported["status"], exported["consent"]) == ("no_consent", "none")
+    assert records.audit_count(endpoint="/app/console/export.csv", subject_id=member) == 0
+
+    # the applicant page explains, in both languages, and shows nothing computed from the data
+    response = page.goto(f"{base}/app/console/applicant/{application_id}")
+    assert response.status == 403
+    body = page.inner_text("main")
+    assert "Chưa có đồng ý cho quỹ" in body and "No consent for this fund" in body
+    assert "91/2025/QH15" in body and member in body
+    for absent in ("#score", "#contributions", "#whatif", "#decision", ".reasons"):
+        assert page.locator(absent).count() == 0, absent
+    screenshot(page, "console-applicant-no-consent")
+    csrf = page.get_attribute("input[name=csrf]", "value")
+    refused = page.request.post(f"{base}/app/console/decision", form={
+        "application_id": application_id, "decision": "approve", "note": "x", "csrf": csrf,
+        "amount_vnd": "1000000", "term_months": "12"})
+    assert refused.status == 403 and "cần đồng ý của thành viên" in refused.text()
+    whatif = page.request.post(f"{base}/app/console/api/whatif", headers={"X-CSRF-Token": csrf},
+                               data={"application_id": application_id, "amount_vnd": 1000000,
+                                     "term_months": 12})
+    assert whatif.status == 403 and whatif.json()["error"] == "no_consent"
+    log = records.access_log("member", member)
+    refusals = {(r["endpoint"], r["http_status"], r["outcome"], r["bank_id"]) for r in log}
+    assert refusals == {(e, 403, "no_consent", FUND) for e in
+                        ("/app/console/applicant", "/app/console/decision", "/app/console/api/whatif")}
+    assert records.audit_count(endpoint="/app/console/decision", subject_id=member, http_status=200) == 0
+    assert records.audit_count(endpoint="/app/console", subject_id=member) == shown_before == 0
+
+    # the member consents: the score appears, and each view is in the member's access log
+    granted = records.grant_consent("member", member, FUND, source="api",
+                                    expires_at=datetime.now(timezone.utc) + timedelta(days=365))
+    page.goto(f"{base}/app/console?cooperative={cooperative}")
+    row = _row(page, application_id)
+    assert row.get_attribute("data-consent") == "active"
+    assert float(row.locator("td[data-score]").get_attribute("data-score")) > 0
+    assert records.audit_count(endpoint="/app/console", subject_id=member, outcome="listed") == 1
+    assert _export(page, base, f"cooperative={cooperative}")[application_id]["score"] != ""
+    assert records.audit_count(endpoint="/app/console/export.csv", subject_id=member) == 1
+    assert page.goto(f"{base}/app/console/applicant/{application_id}").status == 200
+    page.wait_for_selector("#contributions svg")
+    page.fill("#amount_vnd", "20000000")
+    page.click("#whatif button[type=submit]")
+    page.wait_for_function("() => document.querySelector('#decision input[name=amount_vnd]').value === '20000000'")
+    views = [r for r in records.access_log("member", member) if r["http_status"] == 200]
+    assert {(r["endpoint"], r["outcome"]) for r in views} == {
+        ("/app/console", "listed"), ("/app/console/export.csv", "exported"),
+        ("/app/console/applicant", "viewed"), ("/app/console/api/whatif", "whatif")}
+    assert all(r["bank_id"] == FUND and r["model_version"] for r in views)
+    viewed = next(r for r in views if r["outcome"] == "viewed")
+    assert json.loads(viewed["answer"])["application_id"] == application_id and viewed["features_sha256"]
+    assert json.loads(views[0]["answer"])["amount_vnd"] == 20000000  # newest first: the what-if
+
+    # the member withdraws it: hidden again on the very next load
+    records.revoke_consent(granted["consent_id"])
+    page.goto(f"{base}/app/console?cooperative={cooperative}")
+    row = _row(page, application_id)
+    assert row.get_attribute("data-consent") == "revoked"
+    assert row.locator("td[data-score]").get_attribute("data-score") == ""
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    assert f"đã rút lại đồng ý ngày {today}" in row.inner_text()
+    assert page.goto(f"{base}/app/console/applicant/{application_id}").status == 403
+    assert f"withdrew consent on {today}" in page.inner_text("#no-consent")
+
+
+def test_queue_page_writes_one_audit_row_per_member_shown(page, base, fund_key, records, queue_apps,
+                                                          unconsented):
+    _login(page, base, fund_key)
+    coop = queue_apps.cooperative_id.value_counts().index[0]
+    members = set(queue_apps[queue_apps.cooperative_id == coop].entity_id)
+    before = records.audit_count(endpoint="/app/console")
+    page.goto(f"{base}/app/console?cooperative={coop}")
+    shown = set(page.locator("#queue tbody tr[data-consent=active] td:nth-child(2)").all_inner_texts())
+    assert shown == members - set(unconsented)
+    assert records.audit_count(endpoint="/app/console") == before + len(shown)
+
+
+def test_a_revoked_key_ends_its_session_on_the_next_request(browser, base, records):
+    key = records.issue_key(FUND, ["console"])
+    context = browser.new_context()
+    page = context.new_page()
+    _login(page, base, key.token)
+    records.revoke_key(key.key_id)  # this process, not the server's: no shared cache to clear
+    response = page.reload()
+    assert response.status == 401 and page.locator("#api_key").count() == 1
+    message = page.inner_text("#login-error")
+    assert "đã bị thu hồi hoặc hết hạn" in message and "revoked or has expired" in message
+    assert not [c for c in context.cookies() if c["name"] == "coopscore_session"]
+    screenshot(page, "console-session-ended")
+    # and every other console route refuses the old cookie as well
+    other = browser.new_context()
+    page = other.new_page()
+    second = records.issue_key(FUND, ["console"])
+    _login(page, base, second.token)
+    records.revoke_key(second.key_id)
+    whatif = page.request.post(f"{base}/app/console/api/whatif", headers={"X-CSRF-Token": "x"},
+                               data={"application_id": "A", "amount_vnd": 1, "term_months": 1})
+    assert whatif.status == 401 and whatif.json()["error"] == "session_ended"
+    assert page.request.get(f"{base}/app/console/export.csv", max_redirects=0).status == 303
+    context.close()
+    other.close()
 
 
 # -- accessibility basics ------------------------------------------------------------------------

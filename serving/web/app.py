@@ -11,6 +11,9 @@
 
 The service hands the app its Scorer and Records (`web.state.scorer`, `web.state.records`); the
 member page reads the ranking through `ranking.rank` / `ranking.advice` when they exist.
+Every console request re-reads the session's key (revoked or expired: back to sign-in) and shows a
+member's score only under an active consent for the officer's fund, auditing each disclosure
+(`serving/web/disclosure.py`).
 """
 from __future__ import annotations
 
@@ -39,14 +42,14 @@ from coopscore.paths import Paths, get_paths
 from features.catalogue import FEATURES_BY_NAME
 from serving import schemas
 from serving.errors import ApiError
-from serving.records import AuditEntry, AuthError
-from serving.web import charts, links
+from serving.records import AuditEntry, AuthError, features_sha256
+from serving.web import charts, disclosure, links
+from serving.web.applications import QUEUE_SIZE, recent_member_applications
 from serving.web.texts import text
 
 log = logging.getLogger("coopscore.web")
 HERE = Path(__file__).parent
 SESSION_COOKIE = "coopscore_session"
-QUEUE_SIZE = 200
 GRADES = ("A", "B", "C", "D", "E", "F")
 OFFICER_SCOPES = ("console",)
 RAW_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -85,6 +88,7 @@ def render(request: Request, name: str, status: int = 200, lang: str | None = No
         query["lang"] = "en"
     html = _templates.get_template(name).render(
         lang=lang, t=lambda key, **kw: text(key, lang, **kw), prefix=_prefix(request),
+        vi=lambda key, **kw: text(key, "vi", **kw), en=lambda key, **kw: text(key, "en", **kw),
         switch_url=f"{_prefix(request)}{request.scope['path'][len(request.scope.get('root_path', '')):]}"
                    + (f"?{urlencode(query)}" if query else ""),
         switch_label="English" if lang == "vi" else "Tiếng Việt", switch_lang=other, **context)
@@ -105,6 +109,34 @@ def _error_page(request: Request, status: int, key: str) -> HTMLResponse:
 async def _http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
     key = {403: "forbidden", 404: "not_found"}.get(exc.status_code, "error")
     return _error_page(request, exc.status_code, key)
+
+
+class SessionEnded(Exception):
+    """The key behind an officer's session was revoked, expired or lost the console scope."""
+
+
+class AuditUnavailable(Exception):
+    """A disclosure could not be written to the audit log, so it is not made."""
+
+
+@web.exception_handler(SessionEnded)
+async def _session_ended(request: Request, exc: SessionEnded) -> Response:
+    if "/console/api/" in request.url.path:
+        response: Response = JSONResponse(
+            {"error": "session_ended", "message": text("session_key_gone", "en"),
+             "message_vi": text("session_key_gone", "vi")}, status_code=401)
+    else:
+        response = render(request, "login.html", status=401, error="session_key_gone")
+    response.delete_cookie(SESSION_COOKIE, path=_prefix(request) or "/")
+    return response
+
+
+@web.exception_handler(AuditUnavailable)
+async def _audit_unavailable(request: Request, exc: AuditUnavailable) -> Response:
+    if "/console/api/" in request.url.path:
+        return JSONResponse({"error": "audit_unavailable", "message": text("audit_unavailable_body", "en"),
+                             "message_vi": text("audit_unavailable_body", "vi")}, status_code=503)
+    return _error_page(request, 503, "audit_unavailable")
 
 
 @web.exception_handler(Exception)
@@ -174,6 +206,9 @@ class Officer:
 
 
 def _officer(request: Request) -> Officer | None:
+    """The signed-in officer, None without a valid session cookie; raises SessionEnded when the
+    session's key is no longer live. The key is re-read on every request (one indexed SELECT,
+    no cache): a revoked officer must not keep a 30-minute cookie's worth of access."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
@@ -181,7 +216,22 @@ def _officer(request: Request) -> Officer | None:
         bank_id, key_id, nonce = links.verify_session(cookie, _secret(request))
     except links.InvalidToken:
         return None
+    principal = request.app.state.records.key_principal(key_id)
+    if principal is None or principal.bank_id != bank_id \
+            or not any(s in principal.scopes for s in OFFICER_SCOPES):
+        raise SessionEnded(key_id)
     return Officer(bank_id, key_id, nonce, _secret(request))
+
+
+def _audit(request: Request, entries: list[AuditEntry]) -> None:
+    """Written before the page leaves: no audit row, no disclosure."""
+    if not entries:
+        return
+    try:
+        request.app.state.records.append_audit(entries)
+    except Exception as exc:
+        log.exception("could not write %d audit rows", len(entries))
+        raise AuditUnavailable() from exc
 
 
 def _csrf_ok(officer: Officer, given: str | None) -> bool:
@@ -224,19 +274,14 @@ _queue_cache: dict[tuple, pd.DataFrame] = {}
 
 def _queue(request: Request) -> pd.DataFrame:
     """The most recent QUEUE_SIZE member applications, scored (vectorised) for their amount and
-    term on the latest data; cached per process until the member model or the snapshot changes."""
+    term on the latest data; cached per process until the member model or the snapshot changes.
+    Never shown as is: `_shown` hides what this officer's fund may not see."""
     scorer = request.app.state.scorer
     key = (str(_paths(request).home), scorer.served_version("member"), scorer.snapshot_date)
     with _queue_lock:
         if key in _queue_cache:
             return _queue_cache[key]
-        clean = _paths(request).clean
-        apps = pd.read_parquet(clean / "loan_applications.parquet")
-        apps = apps[apps["entity_type"] == "member"].sort_values(
-            ["application_date", "application_id"], ascending=False).head(QUEUE_SIZE)
-        members = pd.read_parquet(clean / "members.parquet",
-                                  columns=["member_id", "cooperative_id", "province", "business_sector"])
-        apps = apps.merge(members, left_on="entity_id", right_on="member_id", how="left")
+        apps = recent_member_applications(_paths(request), QUEUE_SIZE)
         requests = [schemas.ScoreRequest.model_construct(
             subject_type="member", subject_id=r.entity_id, as_of_date=None,
             application=schemas.Application.model_construct(
@@ -249,7 +294,10 @@ def _queue(request: Request) -> pd.DataFrame:
         apps["grade"] = [r.grade if not isinstance(r, ApiError) and r.grade else "" for r in results]
         apps["status"] = ["error" if isinstance(r, ApiError) else r.status for r in results]
         apps["note"] = [r.message if isinstance(r, ApiError) else "" for r in results]
-        apps = apps.drop(columns=["member_id"]).reset_index(drop=True)
+        ok = [None if isinstance(r, ApiError) else r for r in results]  # for the audit rows
+        apps["model_name"] = [r.model.name if r else None for r in ok]
+        apps["model_version"] = [r.model.version if r else None for r in ok]
+        apps["as_of_date"] = pd.Series([r.as_of_date if r else None for r in ok], dtype=object)
         _queue_cache.clear()
         _queue_cache[key] = apps
         return apps
@@ -260,11 +308,18 @@ SORTS = {"score": ("score", True), "-score": ("score", False),
          "date": ("application_date", True), "-date": ("application_date", False)}
 
 
-def _filtered(request: Request) -> tuple[pd.DataFrame, dict[str, str]]:
+def _shown(request: Request, officer: Officer) -> pd.DataFrame:
+    """The queue as this officer's fund may see it now: consent is checked on every page load."""
+    queue = _queue(request)
+    consents = disclosure.consents_of(request.app.state.records, officer.bank_id, queue["entity_id"])
+    return disclosure.for_fund(queue, consents)
+
+
+def _filtered(request: Request, shown: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     q = request.query_params
     filters = {k: q.get(k, "").strip() for k in ("cooperative", "province", "sector", "grade")}
     sort = q.get("sort", "-score") if q.get("sort", "-score") in SORTS else "-score"
-    df = _queue(request)
+    df = shown
     if filters["cooperative"]:
         df = df[df["cooperative_id"].str.upper() == filters["cooperative"].upper()]
     if filters["province"]:
@@ -287,10 +342,12 @@ def console(request: Request) -> HTMLResponse:
     officer = _officer(request)
     if officer is None:
         return render(request, "login.html", error=None)
-    df, chosen = _filtered(request)
-    full = _queue(request)
+    full = _shown(request, officer)
+    df, chosen = _filtered(request, full)
+    _audit(request, disclosure.listed(officer.bank_id, officer.key_id, df, "/app/console", "listed"))
     return render(request, "queue.html", officer=officer, rows=df.to_dict("records"), chosen=chosen,
-                  total=len(full), provinces=sorted(full["province"].dropna().unique()),
+                  total=len(full), no_consent=int((df["consent"] != "active").sum()),
+                  provinces=sorted(full["province"].dropna().unique()),
                   sectors=sorted(full["business_sector"].dropna().unique()), grades=GRADES,
                   query=urlencode({k: v for k, v in chosen.items() if v and k != "sort"}),
                   export_query=urlencode({k: v for k, v in chosen.items() if v}))
@@ -298,13 +355,16 @@ def console(request: Request) -> HTMLResponse:
 
 @web.get("/console/export.csv")
 def export_csv(request: Request) -> Response:
-    if _officer(request) is None:
+    officer = _officer(request)
+    if officer is None:
         return _to_login(request)
-    df, _ = _filtered(request)
+    df, _ = _filtered(request, _shown(request, officer))
+    _audit(request, disclosure.listed(officer.bank_id, officer.key_id, df, "/app/console/export.csv",
+                                      "exported"))
     out = io.StringIO()
     columns = ["application_id", "entity_id", "cooperative_id", "province", "business_sector",
                "application_date", "requested_amount_vnd", "term_months", "purpose", "status",
-               "score", "grade", "pd", "note"]
+               "score", "grade", "pd", "note", "consent", "consent_on"]
     writer = csv.writer(out)
     writer.writerow(["member_id" if c == "entity_id" else c for c in columns])
     for row in df[columns].itertuples(index=False):
@@ -337,14 +397,50 @@ def _int_field(value, low: int, high: int) -> int | None:
     return number if low <= number <= high else None
 
 
+def _consent(request: Request, officer: Officer, app: dict) -> disclosure.Consent:
+    return disclosure.consent_of(request.app.state.records, officer.bank_id, app["entity_id"])
+
+
+def _refusal(request: Request, officer: Officer, app: dict, consent: disclosure.Consent,
+             endpoint: str) -> None:
+    """A refusal is audited like the API's: 403, no_consent, and the reason."""
+    _audit(request, [disclosure.entry(officer.bank_id, officer.key_id, app["entity_id"], endpoint,
+                                      "no_consent", http_status=403,
+                                      answer={"application_id": app["application_id"],
+                                              "reason": consent.reason})])
+
+
+def _shown_answer(request: Request, officer: Officer, app: dict, answer, endpoint: str, outcome: str,
+                  amount: int, term: int) -> None:
+    """Audit one score shown to the officer (a page view or a what-if)."""
+    used = type(request.app.state.scorer).features_used(answer)
+    _audit(request, [disclosure.entry(
+        officer.bank_id, officer.key_id, app["entity_id"], endpoint, outcome,
+        answer={"application_id": app["application_id"], "amount_vnd": amount, "term_months": term,
+                "status": answer.status, "score": answer.score, "grade": answer.grade, "pd": answer.pd,
+                "reasons": [r.code for r in answer.reasons]},
+        model_name=answer.model.name, model_version=answer.model.version, as_of_date=answer.as_of_date,
+        features_sha256=features_sha256(used) if used is not None else None)])
+
+
+def _no_consent_page(request: Request, officer: Officer, app: dict, consent: disclosure.Consent,
+                     decision_refused: bool = False) -> HTMLResponse:
+    return render(request, "applicant.html", status=403, officer=officer, app=app, consent=consent,
+                  answer=None, error=None, chart=None, decided=None, decision_refused=decision_refused)
+
+
 def _applicant(request: Request, application_id: str, amount=None, term=None,
-               decided: str | None = None) -> HTMLResponse:
+               decided: str | None = None, outcome: str = "viewed") -> HTMLResponse:
     officer = _officer(request)
     if officer is None:
         return _to_login(request)
     app = _application(request, application_id)
     if app is None:
         return _error_page(request, 404, "not_found")
+    consent = _consent(request, officer, app)
+    if not consent.active:
+        _refusal(request, officer, app, consent, "/app/console/applicant")
+        return _no_consent_page(request, officer, app, consent)
     lang = _lang(request)
     amount_v = _int_field(amount, 1, 10**13) if amount is not None else int(app["requested_amount_vnd"])
     term_v = _int_field(term, 1, 120) if term is not None else int(app["term_months"])
@@ -356,14 +452,17 @@ def _applicant(request: Request, application_id: str, amount=None, term=None,
             answer = _rescore(request, app, amount_v, term_v)
         except ApiError as exc:
             error = exc.message
+    if answer is not None:
+        _shown_answer(request, officer, app, answer, "/app/console/applicant", outcome, amount_v, term_v)
     chart = None
     if answer is not None and answer.explanation is not None:
         top = sorted(answer.explanation.contributions, key=lambda c: abs(c.points), reverse=True)[:10]
         chart = charts.contributions_svg(
             [(FEATURES_BY_NAME[c.feature].vi if lang == "vi" else FEATURES_BY_NAME[c.feature].en,
               c.points) for c in top], lang)
-    return render(request, "applicant.html", lang=lang, officer=officer, app=app, answer=answer,
-                  error=error, chart=chart, amount=amount_v if amount_v is not None else amount,
+    return render(request, "applicant.html", lang=lang, officer=officer, app=app, consent=consent,
+                  answer=answer, error=error, chart=chart,
+                  amount=amount_v if amount_v is not None else amount,
                   term=term_v if term_v is not None else term, decided=decided,
                   status=422 if error else 200)
 
@@ -377,12 +476,14 @@ def applicant(request: Request, application_id: str) -> HTMLResponse:
 @web.post("/console/applicant/{application_id}", response_class=HTMLResponse)
 def applicant_whatif(request: Request, application_id: str, amount_vnd: str = Form(""),
                      term_months: str = Form("")) -> HTMLResponse:
-    return _applicant(request, application_id, amount_vnd, term_months)
+    return _applicant(request, application_id, amount_vnd, term_months, outcome="whatif")
 
 
 @web.post("/console/api/whatif")
 async def whatif_json(request: Request) -> JSONResponse:
-    officer = _officer(request)
+    import anyio  # noqa: PLC0415
+
+    officer = await anyio.to_thread.run_sync(_officer, request)  # a database read: off the loop
     if officer is None:
         return JSONResponse({"error": "unauthenticated", "message": "sign in again"}, status_code=401)
     if not _csrf_ok(officer, request.headers.get("x-csrf-token")):
@@ -391,21 +492,38 @@ async def whatif_json(request: Request) -> JSONResponse:
         body = await request.json()
     except ValueError:
         return JSONResponse({"error": "invalid_request", "message": "the body is not JSON"}, status_code=400)
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "invalid_request", "message": "the body must be a JSON object"},
+                            status_code=400)
+    return await anyio.to_thread.run_sync(_whatif, request, officer, body)
+
+
+def _whatif(request: Request, officer: Officer, body: dict) -> JSONResponse:
     app = _application(request, str(body.get("application_id", "")))
     if app is None:
         return JSONResponse({"error": "not_found", "message": "no such application"}, status_code=404)
+    consent = _consent(request, officer, app)
+    if not consent.active:
+        _refusal(request, officer, app, consent, "/app/console/api/whatif")
+        return JSONResponse({"error": "no_consent", "message": _consent_words(consent, "en"),
+                             "message_vi": _consent_words(consent, "vi")}, status_code=403)
     amount = _int_field(body.get("amount_vnd"), 1, 10**13)
     term = _int_field(body.get("term_months"), 1, 120)
     if amount is None or term is None:
         return JSONResponse({"error": "invalid_request", "message": text("whatif_invalid", "en"),
                              "message_vi": text("whatif_invalid", "vi")}, status_code=422)
-    import anyio  # noqa: PLC0415
     try:
-        answer = await anyio.to_thread.run_sync(_rescore, request, app, amount, term)
+        answer = _rescore(request, app, amount, term)
     except ApiError as exc:
         return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
+    _shown_answer(request, officer, app, answer, "/app/console/api/whatif", "whatif", amount, term)
     return JSONResponse({"status": answer.status, "score": answer.score, "grade": answer.grade,
                          "pd": answer.pd, "amount_vnd": amount, "term_months": term})
+
+
+def _consent_words(consent: disclosure.Consent, lang: str) -> str:
+    """'No consent for this fund: <why>' in one language (the page, the JSON, the queue)."""
+    return f"{text('no_consent', lang)}: {text('consent_' + consent.state, lang, date=consent.on)}"
 
 
 @web.post("/console/decision")
@@ -420,6 +538,10 @@ def decision(request: Request, application_id: str = Form(""), decision: str = F
     app = _application(request, application_id)
     if app is None or decision not in ("approve", "decline"):
         return _error_page(request, 404 if app is None else 400, "not_found" if app is None else "error")
+    consent = _consent(request, officer, app)
+    if not consent.active:  # a decision rests on the score: none without consent
+        _refusal(request, officer, app, consent, "/app/console/decision")
+        return _no_consent_page(request, officer, app, consent, decision_refused=True)
     amount, term = _int_field(amount_vnd, 1, 10**13), _int_field(term_months, 1, 120)
     if amount is None or term is None:
         return _error_page(request, 400, "error")
@@ -440,10 +562,8 @@ def decision(request: Request, application_id: str = Form(""), decision: str = F
                            "score": answer.score if answer else None,
                            "grade": answer.grade if answer else None,
                            "pd": answer.pd if answer else None}, ensure_ascii=False))
-    request.app.state.records.append_audit([entry])
+    _audit(request, [entry])
     query = urlencode({"decided": outcome, "amount": amount, "term": term,
                        **({"lang": "en"} if _lang(request) == "en" else {})})
     return RedirectResponse(f"{_prefix(request)}/console/applicant/{application_id}?{query}",
                             status_code=303)
-
-

@@ -87,6 +87,34 @@ TEXTS: dict[str, tuple[str, str]] = {
     "decline": ("Từ chối", "Decline"),
     "decided_approved": ("Đã ghi nhận: duyệt.", "Recorded: approved."),
     "decided_declined": ("Đã ghi nhận: từ chối.", "Recorded: declined."),
+    # consent: a fund sees a member's score only with the member's consent (Law 91/2025/QH15)
+    "no_consent": ("Chưa có đồng ý cho quỹ", "No consent for this fund"),
+    "consent_none": ("thành viên chưa đồng ý cho quỹ dùng dữ liệu để chấm điểm tín dụng",
+                     "the member has not consented to this fund using their data for credit scoring"),
+    "consent_revoked": ("thành viên đã rút lại đồng ý ngày {date}", "the member withdrew consent on {date}"),
+    "consent_expired": ("đồng ý đã hết hạn ngày {date}", "the consent expired on {date}"),
+    "consent_not_started": ("đồng ý chỉ có hiệu lực từ ngày {date}", "the consent only starts on {date}"),
+    "no_consent_body": ("Điểm, hạng, lý do và tính thử chỉ hiển thị khi thành viên đồng ý cho quỹ dùng dữ liệu "
+                        "giao dịch để chấm điểm tín dụng (Luật Bảo vệ dữ liệu cá nhân số 91/2025/QH15). "
+                        "Thành viên cấp hoặc gia hạn đồng ý trên nền tảng hợp tác xã điện tử; quỹ không "
+                        "ghi nhận thay được.",
+                        "Score, grade, reasons and what-if are shown only while the member consents to this "
+                        "fund using their transaction data for credit scoring (Personal Data Protection Law "
+                        "No. 91/2025/QH15). The member grants or renews consent on the e-cooperative "
+                        "platform; the fund cannot record it for them."),
+    "no_consent_decision": ("Chưa ghi nhận được quyết định: cần đồng ý của thành viên trước.",
+                            "The decision was not recorded: the member's consent comes first."),
+    "queue_no_consent": ("{k} hồ sơ chưa có đồng ý cho quỹ: không hiển thị điểm.",
+                         "{k} applications without consent for this fund: no score shown."),
+    "session_key_gone": ("Phiên làm việc đã kết thúc vì khóa API của quỹ đã bị thu hồi hoặc hết hạn. "
+                         "Hãy đăng nhập bằng khóa mới do quản trị viên cấp.",
+                         "Your session ended because the fund's API key was revoked or has expired. "
+                         "Sign in with a new key from your administrator."),
+    "audit_unavailable_title": ("Chưa ghi được nhật ký truy cập", "The access log could not be written"),
+    "audit_unavailable_body": ("Mọi lần xem dữ liệu của thành viên đều phải được ghi lại, nên trang chưa được "
+                               "hiển thị. Vui lòng thử lại sau ít phút.",
+                               "Every view of a member's data must be recorded, so the page is not shown. "
+                               "Please try again in a few minutes."),
     "skip": ("Bỏ qua, tới nội dung chính", "Skip to main content"),
     "language": ("Ngôn ngữ", "Language"),
 }
