@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from coopscore.paths import Paths, get_paths
@@ -124,13 +124,20 @@ def _utc(value: datetime | date | None, *, end_of_day: bool = False) -> datetime
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-# Built once: constructing a SELECT costs more than running it (this one runs on every score request).
-_CONSENTS_OF = (select(consents)
-                .where(consents.c.subject_type == bindparam("subject_type"),
-                       consents.c.subject_id == bindparam("subject_id"),
-                       consents.c.bank_id == bindparam("bank_id"),
-                       consents.c.purpose == bindparam("purpose"))
-                .order_by(consents.c.granted_at.desc()))
+# Built once: constructing a SELECT costs more than running it (these run on every score request).
+# The database picks the one active consent (or the latest one, to say why there is none), so the
+# check reads one row however many consents a subject has given and withdrawn over the years.
+_SAME_SUBJECT_BANK_PURPOSE = and_(consents.c.subject_type == bindparam("subject_type"),
+                                  consents.c.subject_id == bindparam("subject_id"),
+                                  consents.c.bank_id == bindparam("bank_id"),
+                                  consents.c.purpose == bindparam("purpose"))
+_ACTIVE_CONSENT = (select(consents.c.consent_id, consents.c.expires_at)
+                   .where(_SAME_SUBJECT_BANK_PURPOSE, consents.c.granted_at <= bindparam("now"),
+                          consents.c.expires_at > bindparam("now"),
+                          or_(consents.c.revoked_at.is_(None), consents.c.revoked_at > bindparam("now")))
+                   .order_by(consents.c.expires_at.desc()).limit(1))
+_LATEST_CONSENT = (select(consents).where(_SAME_SUBJECT_BANK_PURPOSE)
+                   .order_by(consents.c.granted_at.desc()).limit(1))
 
 
 def _now(now: datetime | None) -> datetime:
@@ -377,19 +384,17 @@ class Records:
                     purpose: str = "credit_scoring", at: datetime | None = None) -> ConsentCheck:
         """Is there an active consent at `at`? Explicit consent only: silence is not consent."""
         moment = _now(at)
+        key = {"subject_type": subject_type, "subject_id": subject_id, "bank_id": bank_id,
+               "purpose": purpose}
         with self.engine.connect() as conn:
-            rows = conn.execute(_CONSENTS_OF, {"subject_type": subject_type, "subject_id": subject_id,
-                                               "bank_id": bank_id, "purpose": purpose}).all()
-        active = [r for r in rows if r.granted_at <= moment < r.expires_at
-                  and (r.revoked_at is None or r.revoked_at > moment)]
-        if active:
-            best = max(active, key=lambda r: r.expires_at)
+            best = conn.execute(_ACTIVE_CONSENT, {**key, "now": moment}).first()
+            last = None if best is not None else conn.execute(_LATEST_CONSENT, key).first()
+        if best is not None:
             return ConsentCheck(True, best.consent_id,
                                 f"consent {best.consent_id} valid until {_when(best.expires_at)}")
-        if not rows:
+        if last is None:
             return ConsentCheck(False, None, f"no consent recorded for bank {bank_id} "
                                 f"({subject_type} {subject_id}, purpose {purpose})")
-        last = rows[0]
         if last.revoked_at is not None and last.revoked_at <= moment:
             reason = f"consent {last.consent_id} was revoked on {_when(last.revoked_at)}"
         elif last.expires_at <= moment:
