@@ -282,6 +282,31 @@ def test_consent_needs_a_future_expiry_a_known_bank_and_a_known_subject_type(rec
 
 # ---- audit log --------------------------------------------------------------------------------
 
+def test_async_audit_writes_share_commits_and_every_waiter_learns_of_a_failure(records):
+    """The service's scoring route awaits its audit rows (AuditWriter.write_async): 200 requests at
+    once are all committed, and when a commit fails every request in it gets the error (so none is
+    answered) while the writer keeps working for the next ones."""
+    import asyncio
+
+    from serving.audit_writer import AuditWriter
+
+    writer = AuditWriter(records)
+
+    async def many(n: int, offset: int, **kw):
+        return await asyncio.gather(*(writer.write_async([entry(offset + i, **kw)]) for i in range(n)),
+                                    return_exceptions=True)
+
+    before = records.audit_count()
+    outcomes = asyncio.run(many(200, 0))
+    assert outcomes == [None] * 200 and records.audit_count() == before + 200
+
+    # a row the database refuses (outcome is NOT NULL): that request fails, loudly
+    failed = asyncio.run(many(3, 10_000, outcome=None))
+    assert len(failed) == 3 and all(isinstance(o, Exception) for o in failed)
+    assert records.audit_count() == before + 200
+    assert asyncio.run(many(5, 20_000)) == [None] * 5 and records.audit_count() == before + 205
+
+
 def test_audit_appends_in_bulk_and_reads_newest_first(records):
     assert records.append_audit([entry(i) for i in range(1000)]) == 1000
     records.append_audit([entry(5000, subject="TV0000002", bank="vbsp", http_status=403, outcome="no_consent",
