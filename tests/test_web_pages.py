@@ -521,3 +521,23 @@ def test_accessibility_basics(page, base, standin, pipeline_home, fund_key):
     page.locator("#queue tbody tr").first.locator("a").click()
     _check_accessibility(page, "applicant")
     assert page.locator("div[onclick], span[onclick]").count() == 0
+
+
+def test_trend_chart_date_labels_never_overlap():
+    """Dates under the trend line are ~70 units wide at font-size 20: labels closer than that
+    overlapped on a phone (seen with six monthly rankings)."""
+    import re
+
+    from serving.web.charts import trend_svg
+
+    for n in range(2, 25):
+        history = [{"as_of_date": f"{2024 + m // 12}-{m % 12 + 1:02d}-01", "score": 550 + m} for m in range(n)]
+        svg = trend_svg(history, "vi")
+        labels = [(float(x), anchor) for x, anchor in
+                  re.findall(r'<text x="([\d.]+)" y="\d+" text-anchor="(\w+)"[^>]*>\d{4}-\d\d<', svg)]
+        assert labels[0][1] == "start" and labels[-1][1] == "end", n  # first and last dates shown
+        # the right edge of each label stays left of the next label's left edge
+        width = 70.0  # the text itself; the chart keeps LABEL_W = 76
+        spans = [(x - {"start": 0, "middle": width / 2, "end": width}[a],) for x, a in labels]
+        lefts = [s[0] for s in spans]
+        assert all(b - a >= width for a, b in zip(lefts, lefts[1:])), (n, labels)

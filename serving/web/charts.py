@@ -16,6 +16,27 @@ def _d(value) -> str:
     return str(value)[:7]
 
 
+LABEL_W = 76  # a date "2025-06" at font-size 20, with a little air
+
+
+def _date_labels(n: int, x) -> list[int]:
+    """Which dates to print under the line: the first, the last, and as many between as fit
+    without two touching (on a phone six monthly labels side by side overlapped)."""
+    if n == 1:
+        return [0]
+
+    def span(i):  # left and right edge of label i, by its anchor (first: start, last: end)
+        left = x(i) if i == 0 else x(i) - LABEL_W if i == n - 1 else x(i) - LABEL_W / 2
+        return left, left + LABEL_W
+
+    chosen, last_left = [0], span(n - 1)[0]
+    for i in range(1, n - 1):
+        left, right = span(i)
+        if left >= span(chosen[-1])[1] and right <= last_left:
+            chosen.append(i)
+    return chosen + [n - 1]  # the first label ends far left of the last one on this chart's width
+
+
 def trend_svg(history: list[dict], lang: str) -> str:
     """A line of the score over the member's rankings (oldest left)."""
     points = [h for h in history if h.get("score") is not None]
@@ -41,13 +62,12 @@ def trend_svg(history: list[dict], lang: str) -> str:
                      f'<text x="{left - 8}" y="{y(s) + 5:.1f}" text-anchor="end" font-size="20" fill="{INK}">{round(s)}</text>')
     path = " ".join(f"{x(i):.1f},{y(s):.1f}" for i, s in enumerate(scores))
     parts.append(f'<polyline points="{path}" fill="none" stroke="{LINE}" stroke-width="4"/>')
-    step = max(1, n // 3)
-    for i, (p, s) in enumerate(zip(points, scores)):
+    for i, s in enumerate(scores):
         parts.append(f'<circle cx="{x(i):.1f}" cy="{y(s):.1f}" r="6" fill="{LINE}"/>')
-        if i % step == 0 or i == n - 1:
-            anchor = "end" if i == n - 1 and n > 1 else ("start" if i == 0 and n > 1 else "middle")
-            parts.append(f'<text x="{x(i):.1f}" y="{h - 14}" text-anchor="{anchor}" font-size="20" '
-                         f'fill="{INK}">{escape(_d(p.get("as_of_date")))}</text>')
+    for i in _date_labels(n, x):
+        anchor = "end" if i == n - 1 and n > 1 else ("start" if i == 0 and n > 1 else "middle")
+        parts.append(f'<text x="{x(i):.1f}" y="{h - 14}" text-anchor="{anchor}" font-size="20" '
+                     f'fill="{INK}">{escape(_d(points[i].get("as_of_date")))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
