@@ -6,7 +6,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install demo test serve mlflow-ui benchmark benchmark-own-table benchmark-api fuzz clean
+.PHONY: install demo test serve mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking fuzz clean
 
 install: .venv/.installed  ## the environment alone, from uv.lock
 
@@ -32,6 +32,9 @@ benchmark: install  ## speed measurements, written to docs/benchmarks.md
 
 benchmark-api: install  ## API load, batch and audit measurements, written to docs/benchmarks-api.md
 	.venv/bin/python -m benchmarks.api_bench
+
+benchmark-ranking: install  ## ranking every member (demo size and 10^6) and page loads in Chromium, to docs/benchmarks-ranking.md
+	.venv/bin/python -m benchmarks.ranking_pages
 
 fuzz: install  ## the schemathesis fuzz of the API with many more examples (COOPSCORE_FUZZ_EXAMPLES)
 	COOPSCORE_FUZZ_EXAMPLES=$${COOPSCORE_FUZZ_EXAMPLES:-500} .venv/bin/pytest tests/test_api_fuzz.py --timeout=3600

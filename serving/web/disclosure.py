@@ -106,14 +106,18 @@ def entry(bank_id: str, key_id: str, member_id: str, endpoint: str, outcome: str
 def listed(bank_id: str, key_id: str, rows: pd.DataFrame, endpoint: str, outcome: str) -> list[AuditEntry]:
     """One row per member whose data the page (or the CSV) showed, with what it showed."""
     request_id = uuid.uuid4().hex  # one page view: one request id, one row per member
-    entries = []
     disclosed = rows[rows["consent"] == "active"]
-    for member_id, group in disclosed.groupby("entity_id", sort=False):
-        first = group.iloc[0]
-        shown = [{"application_id": r.application_id, "status": r.status, "score": _clean(r.score),
-                  "grade": r.grade or None, "pd": _clean(r.pd)} for r in group.itertuples()]
-        entries.append(entry(bank_id, key_id, member_id, endpoint, outcome,
-                             answer={"applications": shown}, model_name=first["model_name"],
-                             model_version=first["model_version"], as_of_date=first["as_of_date"],
-                             request_id=f"{request_id}-{len(entries)}"))
-    return entries
+    shown: dict[str, list[dict]] = {}  # member -> the applications shown, in page order
+    first: dict[str, tuple] = {}  # member -> its first row (model and date of the scores)
+    columns = ["entity_id", "application_id", "status", "score", "grade", "pd", "model_name",
+               "model_version", "as_of_date"]
+    # one plain pass: a pandas groupby with a row lookup per member took ~300 ms for 200 rows
+    for r in disclosed.reindex(columns=columns).itertuples(index=False):
+        shown.setdefault(r.entity_id, []).append(
+            {"application_id": r.application_id, "status": r.status, "score": _clean(r.score),
+             "grade": r.grade or None, "pd": _clean(r.pd)})
+        first.setdefault(r.entity_id, r)
+    return [entry(bank_id, key_id, member_id, endpoint, outcome, answer={"applications": apps},
+                  model_name=first[member_id].model_name, model_version=first[member_id].model_version,
+                  as_of_date=first[member_id].as_of_date, request_id=f"{request_id}-{i}")
+            for i, (member_id, apps) in enumerate(shown.items())]
