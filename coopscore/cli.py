@@ -348,9 +348,33 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
         _train_subjects(["member", "cooperative"], Gates())
     else:
         console.print("reusing the champion models in the MLflow registry")
+    from ranking.rank import ranking_dates
+
+    if rebuild or not ranking_dates(paths):
+        rank(as_of=None, months=DEMO_RANK_MONTHS)  # six months, so members see a trend
+    else:
+        console.print(f"reusing the member rankings in {paths.home / 'ranking'}")
     _demo_bank(paths, port)
+    _demo_member_link(paths, port)
     if not no_serve:
         serve(port=port, host="0.0.0.0")
+
+
+DEMO_RANK_MONTHS = 6
+
+
+def _demo_member_link(paths: Paths, port: int) -> None:
+    """One ranked member's own page, as the platform would send it to them (signed, 90 days)."""
+    from ranking.rank import latest_ranking
+    from serving.web.links import member_link
+
+    for member_id in sorted(pd_read_ids(paths))[:200]:
+        ranked = latest_ranking(paths, member_id)
+        if ranked is not None and ranked["status"] == "ranked":
+            url = member_link(member_id, f"http://localhost:{port}", paths=paths, days=90)
+            console.print(f"member page of {member_id} ({ranked['tier_vi']} / {ranked['tier_en']}): "
+                          f"{url}  (others: coopscore member-link ID)", soft_wrap=True)
+            return
 
 
 DEMO_BANK = "demo-bank"

@@ -62,7 +62,8 @@ def banks_add(bank_id: str = typer.Argument(..., help="Short id, e.g. agribank")
               name: str = typer.Option(..., "--name", help="The bank's name"),
               scope: list[str] = typer.Option(["scores:read"], "--scope",
                                               help="Repeat for several: scores:read, scores:batch, "
-                                                   "consents:write, audit:read"),
+                                                   "consents:write, audit:read, console (a fund's "
+                                                   "loan officers signing in to /app/console)"),
               expires: Optional[str] = typer.Option(None, help="Last valid day of the key, YYYY-MM-DD")) -> None:
     """Register a bank and print its first API key (shown once)."""
     expires_at = _day(expires, "--expires") if expires else None

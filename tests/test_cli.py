@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,9 +36,20 @@ def test_demo_runs_every_step_and_leaves_champions(demo_home):
     assert (demo_home / "features" / "snapshot.json").exists()
     assert "refused by the promotion gates" not in done_text(demo_home)
     assert "demo bank 'demo-bank': API key cs_" in done_text(demo_home)
+    # members ranked over six months (a trend on their page), and one member's own signed link
+    assert len(list((demo_home / "ranking" / "rankings").glob("as_of=*"))) == 6
+    link = re.search(r"member page of (TV\d+) \(.+\): (http://localhost:3000/app/member/\S+)",
+                     done_text(demo_home))
+    assert link is not None, done_text(demo_home)
+    from serving.web.links import verify, web_secret
+    from coopscore.paths import Paths
+
+    token = link.group(2).rsplit("/", 1)[1]
+    assert verify(token, web_secret(Paths(demo_home))) == link.group(1)
     again = run_cli(demo_home, "demo", "--no-serve")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "reusing the champion models" in again.stdout
+    assert "reusing the member rankings" in again.stdout and "member page of" in again.stdout
 
 
 def test_train_with_only_a_target_is_refused_with_advice(demo_home):
