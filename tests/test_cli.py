@@ -89,10 +89,18 @@ def test_score_a_file_offline_every_row_accounted_for(demo_home, tmp_path):
 def test_rank_members_with_a_trend(demo_home):
     import pandas as pd
 
+    def written() -> dict[str, int]:  # as_of=DATE -> when its file was written
+        root = demo_home / "ranking" / "rankings"
+        return {p.parent.name: p.stat().st_mtime_ns for p in root.glob("as_of=*/*.parquet")}
+
+    before = written()  # the demo ranked six months already
     done = run_cli(demo_home, "rank", "--months", "2")
     assert done.returncode == 0, done.stdout + done.stderr
+    after = written()
+    # the two latest dates are ranked again (replaced, not duplicated); the four older untouched
+    assert len(before) == 6 and sorted(after) == sorted(before)
+    assert sorted(d for d in after if after[d] != before[d]) == sorted(after)[-2:]
     runs = sorted((demo_home / "ranking" / "rankings").glob("as_of=*"))
-    assert len(runs) == 2
     latest = pd.read_parquet(runs[-1])
     members = pd.read_parquet(demo_home / "features" / "snapshot.parquet")
     assert len(latest) == (members.entity_type == "member").sum()
