@@ -74,6 +74,8 @@ class ConsentCheck:
     active: bool
     consent_id: str | None
     reason: str
+    state: str = "active"  # active, none, revoked, expired or not_started
+    on: datetime | None = None  # when it was revoked or expired, or when it starts
 
 
 @dataclass
@@ -394,14 +396,15 @@ class Records:
                                 f"consent {best.consent_id} valid until {_when(best.expires_at)}")
         if last is None:
             return ConsentCheck(False, None, f"no consent recorded for bank {bank_id} "
-                                f"({subject_type} {subject_id}, purpose {purpose})")
+                                f"({subject_type} {subject_id}, purpose {purpose})", "none")
         if last.revoked_at is not None and last.revoked_at <= moment:
-            reason = f"consent {last.consent_id} was revoked on {_when(last.revoked_at)}"
+            state, on, says = "revoked", last.revoked_at, "was revoked on"
         elif last.expires_at <= moment:
-            reason = f"consent {last.consent_id} expired on {_when(last.expires_at)}"
+            state, on, says = "expired", last.expires_at, "expired on"
         else:
-            reason = f"consent {last.consent_id} starts on {_when(last.granted_at)}"
-        return ConsentCheck(False, last.consent_id, reason)
+            state, on, says = "not_started", last.granted_at, "starts on"
+        return ConsentCheck(False, last.consent_id, f"consent {last.consent_id} {says} {_when(on)}",
+                            state, on)
 
     def list_consents(self, subject_type: str, subject_id: str) -> list[dict]:
         """A subject's consents, newest first, revoked and expired ones included."""

@@ -42,23 +42,8 @@ class Consent:
 def consent_of(records: Records, bank_id: str, member_id: str) -> Consent:
     """The authoritative check (as the API's), with its state in a form the page can translate."""
     check = records.consent_for(SUBJECT, member_id, bank_id, purpose=PURPOSE)
-    if check.active:
-        return Consent(True, "active", None, check.consent_id, check.reason)
-    if check.consent_id is None:
-        return Consent(False, "none", None, None, check.reason)
-    # the check names the consent that lapsed; its row says how and when
-    row = next((c for c in records.list_consents(SUBJECT, member_id)
-                if c["consent_id"] == check.consent_id), None)
-    now = datetime.now(timezone.utc)
-    if row is None:
-        return Consent(False, "none", None, check.consent_id, check.reason)
-    if row["revoked_at"] is not None and row["revoked_at"] <= now:
-        state, when = "revoked", row["revoked_at"]
-    elif row["expires_at"] <= now:
-        state, when = "expired", row["expires_at"]
-    else:
-        state, when = "not_started", row["granted_at"]
-    return Consent(False, state, when.strftime("%Y-%m-%d"), check.consent_id, check.reason)
+    return Consent(check.active, check.state, check.on.strftime("%Y-%m-%d") if check.on else None,
+                   check.consent_id, check.reason)
 
 
 def consents_of(records: Records, bank_id: str, member_ids: Iterable[str]) -> dict[str, Consent]:
