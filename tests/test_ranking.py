@@ -139,7 +139,8 @@ def test_earlier_as_of_equals_on_demand_history(pipeline_home, scorer):
     as_of = scorer.snapshot_date - timedelta(days=61)
     ids, history = rank.member_history(scorer, pipeline_home, as_of)
     some = list(ids[:20])
-    np.testing.assert_array_equal(history[:20], scorer._history(some, "member", as_of))
+    # DuckDB's parallel aggregates may add doubles in another order for another spine size
+    np.testing.assert_allclose(history[:20], scorer._history(some, "member", as_of), rtol=1e-12, atol=0)
 
 
 def test_not_enough_data_keeps_what_is_missing(pipeline_home, run):
