@@ -14,8 +14,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from coopscore.paths import Paths
 from evaluation import fairness, metrics, stability
+from settings import Paths
 from training import registry, scaling
 from training.dataset import build_training_set, out_of_time_split
 from training.scorecard import fit_scorecard

@@ -24,11 +24,11 @@ import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-from coopscore.paths import Paths  # noqa: E402
 from evaluation import fairness, metrics  # noqa: E402
 from evaluation.champion import (OPERATING_PD, ChampionEvaluation, ModelEvaluation,  # noqa: E402
                                  evaluate_model)
 from features.catalogue import FEATURES_BY_NAME  # noqa: E402
+from settings import Paths  # noqa: E402
 from training import plots, registry  # noqa: E402
 
 CARD_NAME = "model_card.html"

@@ -5,7 +5,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from coopscore.paths import Paths
+from settings import Paths
 
 CHAMPION = "champion"
 
