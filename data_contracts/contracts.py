@@ -151,10 +151,13 @@ E_INVOICES = Contract(
 LOAN_APPLICATIONS = Contract(
     "loan_applications", ("application_id",), "Hồ sơ vay vốn", "Loan applications",
     (
-        Field("application_id", "str", "Mã hồ sơ", "Application id"),
+        Field("application_id", "str", "Mã hồ sơ (HS + 8 chữ số)", "Application id (HS + 8 digits)",
+              pattern=v.APPLICATION_ID_PATTERN),
         Field("entity_type", "str", "Người vay: thành viên hay hợp tác xã", "Borrower type",
               allowed=v.ENTITY_TYPES),
         Field("entity_id", "str", "Mã người vay", "Borrower id"),
+        Field("lender_id", "str", "Tổ chức cho vay nhận hồ sơ (ngân hàng hoặc quỹ)",
+              "Lender the application is addressed to (bank or fund)", allowed=tuple(v.LENDERS)),
         Field("application_date", "date", "Ngày nộp hồ sơ", "Application date", unit="ISO date"),
         Field("requested_amount_vnd", "int64", "Số tiền đề nghị vay", "Requested amount", unit=VND,
               min=1_000_000),

@@ -50,6 +50,21 @@ TRANSACTION_CATEGORIES: tuple[str, ...] = (
 INVOICE_STATUSES: tuple[str, ...] = ("issued", "cancelled", "adjusted")
 VAT_RATES_PERCENT: tuple[int, ...] = (0, 5, 8, 10)
 
+# Who an application is addressed to: the lenders on the platform (bank ids of the service's
+# records). A fund's console shows only the applications addressed to it. "demo-bank" is the id
+# `make demo` registers and signs in to the console with.
+LENDERS: dict[str, str] = {
+    "demo-bank": "Ngân hàng demo / Demo bank",
+    "quy-htx-trung-uong": "Quỹ hỗ trợ phát triển hợp tác xã Trung ương / Central cooperative development fund",
+    "quy-htx-ha-noi": "Quỹ hỗ trợ phát triển hợp tác xã Hà Nội / Ha Noi cooperative development fund",
+    "quy-htx-tp-hcm": "Quỹ hỗ trợ phát triển hợp tác xã TP. Hồ Chí Minh / Ho Chi Minh City cooperative development fund",
+    "quy-htx-can-tho": "Quỹ hỗ trợ phát triển hợp tác xã Cần Thơ / Can Tho cooperative development fund",
+}
+
+# The form of an application id as the platform issues it ("HS" + 8 digits). Anything else, a
+# spreadsheet formula such as =HYPERLINK(...) included, is quarantined at ingest.
+APPLICATION_ID_PATTERN = r"^HS[0-9]{8}$"
+
 LOAN_PURPOSES: tuple[str, ...] = (
     "working_capital", "inputs", "equipment", "livestock", "expansion", "other",
 )

