@@ -1,7 +1,10 @@
-"""The scoring service's own records: banks and API keys, consents, and the append-only audit log."""
+"""The service's own records: parties (lenders, the platform) and API keys, consents, the hash-chained
+append-only audit log, console sessions and member-link versions."""
 from serving.records.db import RecordsError
-from serving.records.store import (SCOPES, AuditEntry, AuthError, ConsentCheck, IssuedKey, Principal,
-                                   Records, features_sha256)
+from serving.records.store import (CONSENT_MAX_DAYS, CONSENT_SOURCES, LENDER_SCOPES, PLATFORM_SCOPES, PURPOSES,
+                                   SCOPES, AuditEntry, AuthError, ChainReport, ConsentCheck, IssuedKey, NotAllowed,
+                                   Operator, Principal, Records, features_sha256)
 
-__all__ = ["Records", "IssuedKey", "Principal", "AuthError", "ConsentCheck", "AuditEntry", "SCOPES",
-           "RecordsError", "features_sha256"]
+__all__ = ["Records", "IssuedKey", "Principal", "Operator", "AuthError", "NotAllowed", "ConsentCheck",
+           "AuditEntry", "ChainReport", "SCOPES", "LENDER_SCOPES", "PLATFORM_SCOPES", "PURPOSES",
+           "CONSENT_SOURCES", "CONSENT_MAX_DAYS", "RecordsError", "features_sha256"]

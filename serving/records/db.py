@@ -28,7 +28,7 @@ def database_url(paths: Paths) -> str:
     if url:
         return url
     folder = paths.home / "service"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'records.db'}"
 
 
@@ -61,12 +61,29 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def private_sqlite_file(path: str) -> None:
+    """Create the SQLite file 0600 before SQLite opens it (SQLite gives its -wal and -shm files the
+    database file's mode), and tighten an existing file and its companions to 0600: the records hold
+    who consented to whom and who looked at whose data."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        for name in (path, path + "-wal", path + "-shm"):
+            if os.path.exists(name):
+                os.chmod(name, 0o600)
+    except OSError as exc:
+        raise RecordsError(f"cannot create the records database {path} ({exc.strerror}): "
+                           f"{_advice('sqlite')}.") from None
+
+
 def open_engine(url: str) -> Engine:
     """An engine that has connected once, or a RecordsError that says what to check."""
     where = masked(url)
     try:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
+            private_sqlite_file(parsed.database or "")
             engine = create_engine(parsed)
             event.listen(engine, "connect", _sqlite_pragmas)
         elif parsed.get_backend_name() == "postgresql":

@@ -40,6 +40,9 @@ banks = Table(
     Column("bank_id", String(40), primary_key=True),
     Column("name", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # 'lender' (a partner bank or development fund) or 'platform' (the e-cooperative operator's service)
+    Column("kind", String(16), nullable=False, server_default="lender"),
+    CheckConstraint("kind IN ('lender', 'platform')", name="ck_banks_kind"),
 )
 
 api_keys = Table(
@@ -63,8 +66,14 @@ consents = Table(
     Column("granted_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
-    Column("source", String(8), nullable=False),  # 'cli' | 'api'
-    CheckConstraint("source IN ('cli', 'api')", name="ck_consents_source"),
+    Column("source", String(16), nullable=False),
+    # who recorded it: 'key:<key id>' of a platform key, or 'operator:<name>' (CLI on the server)
+    Column("granted_by", String(64), nullable=False),
+    Column("revoked_by", String(64), nullable=True),
+    Column("revoke_source", String(16), nullable=True),
+    CheckConstraint("source IN ('application_form', 'member_page', 'operator')", name="ck_consents_source"),
+    CheckConstraint("revoke_source IS NULL OR revoke_source IN ('application_form', 'member_page', 'operator')",
+                    name="ck_consents_revoke_source"),
     CheckConstraint("subject_type IN ('member', 'cooperative')", name="ck_consents_subject_type"),
     Index("ix_consents_subject_bank", "subject_type", "subject_id", "bank_id"),
 )
@@ -75,7 +84,7 @@ audit_log = Table(
     Column("request_id", String(64), nullable=False),
     Column("at", UtcDateTime, nullable=False),
     Column("bank_id", String(40), nullable=False),  # no FK: the log outlives banks and keys
-    Column("key_id", String(32), nullable=False),
+    Column("key_id", String(64), nullable=False),  # a key id, or 'operator:<name>'
     Column("subject_type", String(16), nullable=False),
     Column("subject_id", String(64), nullable=False),
     Column("endpoint", Text, nullable=False),
@@ -86,5 +95,37 @@ audit_log = Table(
     Column("as_of_date", Date, nullable=True),
     Column("features_sha256", String(64), nullable=True),
     Column("answer", Text, nullable=True),  # JSON
+    Column("client_request_id", String(64), nullable=True),  # the client's own id, kept beside ours
+    Column("prev_hash", String(64), nullable=True),  # see chain.py; filled on every append
+    Column("row_hash", String(64), nullable=True),
     Index("ix_audit_subject_at", "subject_type", "subject_id", "at"),
+)
+
+# One row (id 1): updating it is the first statement of every append, so writers queue on it
+# (SQLite's write lock, a PostgreSQL row lock) and the chain never forks. It also remembers the
+# last row, so `verify` notices rows cut from the end of the log.
+audit_chain_head = Table(
+    "audit_chain_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_id", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("id = 1", name="ck_audit_chain_head_one_row"),
+)
+
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("session_id", String(32), primary_key=True),
+    Column("bank_id", String(40), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+)
+
+member_links = Table(
+    "member_links", metadata,
+    Column("member_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
 )
