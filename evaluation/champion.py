@@ -28,6 +28,8 @@ FAIRNESS_GROUPS = ("household_head_gender", "ethnic_minority", "mountainous_comm
 
 @dataclass
 class ChampionEvaluation:
+    """A model's out-of-time evaluation: metrics with 95% CIs, PSI and fairness by group."""
+
     subject: str
     model_version: str
     oot_rows: int
@@ -40,10 +42,12 @@ class ChampionEvaluation:
     scorecard: dict[str, metrics.Estimate] | None = None
 
     def largest_fairness_gap(self) -> tuple[str, str, float] | None:
+        """(grouping, metric, gap) of the largest gap between groups, or None without groups."""
         return fairness.largest_gap(self.fairness) if self.fairness else None
 
 
 def evaluate_champion(paths: Paths, subject: str = "member", n_boot: int = 300) -> ChampionEvaluation:
+    """Evaluate the subject's champion on its out-of-time applications (LookupError without one)."""
     registry.use_store(paths)
     version = registry.champion_version(subject)
     if version is None:

@@ -90,6 +90,7 @@ def format_estimate(est: metrics.Estimate) -> str:
 
 def render(result: ModelEvaluation, *, name: str, version: str, run_id: str, params: dict,
            run_date: dt.datetime, n_boot: int = 200) -> str:
+    """The model card as one self-contained HTML document."""
     ev = result.evaluation
     e = html.escape
     today = dt.date.today().isoformat()

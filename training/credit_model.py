@@ -24,6 +24,8 @@ from training import scaling
 
 @dataclass
 class Explanation:
+    """Exact additive explanation: base_value + the sum of a row's contributions = its log-odds."""
+
     log_odds: np.ndarray  # (n,) calibrated log-odds of default
     base_value: float  # the same for every row
     contributions: np.ndarray  # (n, n_features), in log-odds
@@ -33,6 +35,7 @@ class CreditModel(mlflow.pyfunc.PythonModel):
     """Booster + calibration + scaling. Parameters live in the `meta` artifact (JSON)."""
 
     def load_context(self, context) -> None:
+        """Load the booster and the calibration from the model's artifacts (MLflow calls this)."""
         self.booster = lgb.Booster(model_file=context.artifacts["booster"])
         with open(context.artifacts["meta"], encoding="utf-8") as fh:
             self.meta = json.load(fh)
@@ -42,6 +45,7 @@ class CreditModel(mlflow.pyfunc.PythonModel):
 
     # -- what MLflow calls --------------------------------------------------------------------
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """PD, score, grade and log-odds of each row (the MLflow pyfunc interface)."""
         log_odds = self.log_odds(model_input)
         pd_values = scaling.pd_from_log_odds(log_odds)
         return pd.DataFrame({
@@ -53,16 +57,19 @@ class CreditModel(mlflow.pyfunc.PythonModel):
 
     # -- what the service calls ---------------------------------------------------------------
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's features of `frame` as a float matrix, in the model's order."""
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
             raise ValueError(f"model input is missing features: {missing}")
         return frame[self.features].to_numpy(dtype=float)
 
     def log_odds(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated log-odds of default of each row."""
         margin = self.booster.predict(self.matrix(frame), raw_score=True)
         return self.slope * margin + self.intercept
 
     def explain(self, frame: pd.DataFrame) -> Explanation:
+        """Each row's log-odds split into a base value and one contribution per feature (TreeSHAP)."""
         contrib = self.booster.predict(self.matrix(frame), pred_contrib=True)
         # last column is the expected margin; the same for every row
         base_margin = float(contrib[0, -1]) if len(contrib) else 0.0

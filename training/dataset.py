@@ -20,6 +20,8 @@ class NotEnoughData(Exception):
 
 
 def application_spine(clean_dir: Path, subject: str, labelled_only: bool = True) -> pd.DataFrame:
+    """The subject's accepted loan applications (labelled only, by default) as a feature spine:
+    `spine_id` and `as_of` (the application date)."""
     path = Path(clean_dir) / "loan_applications.parquet"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `coopscore ingest` first so that "
@@ -48,11 +50,14 @@ def build_training_set(clean_dir: Path, subject: str) -> pd.DataFrame:
 
 @dataclass
 class Split:
+    """Training, calibration and out-of-time applications, in that order in time."""
+
     train: pd.DataFrame
     calibration: pd.DataFrame
     oot: pd.DataFrame
 
     def describe(self) -> dict[str, object]:
+        """Rows, defaults and date range of each part, as MLflow parameters."""
         out: dict[str, object] = {}
         for name in ("train", "calibration", "oot"):
             part = getattr(self, name)

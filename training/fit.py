@@ -13,6 +13,8 @@ from features.catalogue import FEATURES_BY_NAME
 
 @dataclass
 class FittedModel:
+    """A LightGBM booster and its Platt calibration, with the parameters it was fitted with."""
+
     booster: lgb.Booster
     features: list[str]
     slope: float
@@ -20,6 +22,7 @@ class FittedModel:
     params: dict
 
     def log_odds(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated log-odds of default of each row."""
         margin = self.booster.predict(frame[self.features].to_numpy(dtype=float), raw_score=True)
         return self.slope * margin + self.intercept
 
@@ -47,6 +50,9 @@ def lightgbm_params(n_rows: int, features: list[str], seed: int = 7) -> dict:
 
 def fit(train: pd.DataFrame, calibration: pd.DataFrame, features: list[str],
         max_rounds: int = 1000, seed: int = 7) -> FittedModel:
+    """Fit LightGBM on `train`, stopping early on `calibration`, then Platt-calibrate on `calibration`.
+
+    RuntimeError when the calibration months reverse the ranking (leakage or drift)."""
     params = lightgbm_params(len(train), features, seed)
     dtrain = lgb.Dataset(train[features].to_numpy(dtype=float), label=train["label"],
                          feature_name=features, free_raw_data=False)

@@ -76,6 +76,8 @@ class TableError(ValueError):
 
 @dataclass
 class OwnTableResult:
+    """A cross-validated model on a lender's own table: its run, the columns used and the AUCs."""
+
     run_id: str
     rows: int
     features: dict[str, str]  # column -> "numeric" | "categorical" | "date"
@@ -89,6 +91,7 @@ class OwnTableResult:
 
 
 def load_table(path: Path) -> pd.DataFrame:
+    """Read a .csv or .parquet file; TableError says what is wrong with a path or a file."""
     path = Path(path)
     if not path.is_file():
         raise TableError(f"No such file: {path}. Give the path to a .csv or .parquet file.")
@@ -246,6 +249,7 @@ def _artifact_location(tracking_uri: str) -> str | None:
 def train_own_table(path: Path, target: str, tracking_uri: str,
                     experiment: str = "coopscore-own-table", folds: int = 5, repeats: int = 2,
                     seed: int = 0) -> OwnTableResult:
+    """Train and cross-validate a model on a lender's own table, logged to MLflow at `tracking_uri`."""
     started = time.perf_counter()
     frame = load_table(path)
     y = _binary_target(frame, target)

@@ -11,6 +11,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 
 def roc(y, curves: dict[str, np.ndarray]):
+    """ROC curves of several scores on the same outcomes `y`."""
     fig, ax = plt.subplots(figsize=(5, 5))
     for label, scores in curves.items():
         fpr, tpr, _ = roc_curve(y, scores)
@@ -22,6 +23,7 @@ def roc(y, curves: dict[str, np.ndarray]):
 
 
 def calibration(y, pd_values):
+    """Observed default rate against predicted PD, by quantile bin."""
     fig, ax = plt.subplots(figsize=(5, 5))
     bins = min(10, max(3, int(np.sum(y)) // 5))
     frac, mean = calibration_curve(y, pd_values, n_bins=bins, strategy="quantile")
@@ -34,6 +36,7 @@ def calibration(y, pd_values):
 
 
 def importance(features: list[str], mean_abs_contribution: np.ndarray, top: int = 20):
+    """The `top` features by mean absolute contribution to the log-odds."""
     order = np.argsort(mean_abs_contribution)[::-1][:top][::-1]
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(order) + 1))
     ax.barh([features[i] for i in order], mean_abs_contribution[order])
@@ -43,6 +46,7 @@ def importance(features: list[str], mean_abs_contribution: np.ndarray, top: int 
 
 
 def score_distribution(scores, y):
+    """Score densities of repaid and defaulted applications."""
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(scores[y == 0], bins=40, alpha=0.6, density=True, label="repaid")
     ax.hist(scores[y == 1], bins=40, alpha=0.6, density=True, label="defaulted")

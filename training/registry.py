@@ -11,6 +11,7 @@ CHAMPION = "champion"
 
 
 def model_name(subject: str) -> str:
+    """The registered model's name for a subject (`coopscore-member`, `coopscore-cooperative`)."""
     return f"coopscore-{subject}"
 
 
@@ -22,6 +23,7 @@ def use_store(paths: Paths) -> None:
 
 
 def experiment(paths: Paths, subject: str) -> str:
+    """The subject's MLflow experiment id, created (artifacts under the home) if missing."""
     name = model_name(subject)
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
@@ -39,4 +41,5 @@ def champion_version(subject: str):
 
 
 def champion_uri(subject: str) -> str:
+    """The MLflow URI that always loads the subject's current champion."""
     return f"models:/{model_name(subject)}@{CHAMPION}"

@@ -39,10 +39,12 @@ def points_from_log_odds(contribution):
 
 
 def pd_from_log_odds(log_odds_bad):
+    """PD from log-odds of default (the logistic function)."""
     return 1.0 / (1.0 + np.exp(-np.asarray(log_odds_bad, dtype=float)))
 
 
 def grade_from_pd(pd_values) -> np.ndarray:
+    """The letter grade of each PD (GRADE_UPPER_PD gives each grade's upper bound)."""
     pd_values = np.asarray(pd_values, dtype=float)
     uppers = np.array([u for _, u in GRADE_UPPER_PD])
     names = np.array([g for g, _ in GRADE_UPPER_PD])

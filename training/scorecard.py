@@ -29,11 +29,14 @@ _METRIC = "empirical"
 
 
 def monotonic_trend(feature: str) -> str:
+    """optbinning's monotone trend for a feature, from its direction of risk in the catalogue."""
     return _TREND[FEATURES_BY_NAME[feature].risk]
 
 
 @dataclass
 class ScorecardModel:
+    """The transparent challenger: a WoE scorecard (optbinning) on the same features."""
+
     scorecard: Scorecard
     features: list[str]
 
