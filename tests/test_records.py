@@ -19,15 +19,23 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from coopscore.paths import Paths
-from serving.records import (SCOPES, AuditEntry, AuthError, Records, RecordsError, features_sha256)
+from serving.records import (SCOPES, AuditEntry, AuthError, Operator, Records, RecordsError, features_sha256)
 from serving.records import store as store_module
 from serving.records.db import database_url
-from serving.records.migrations import current, upgrade
+from serving.records.migrations import current, head, upgrade
 
 ADMIN_URL = os.environ.get("COOPSCORE_TEST_POSTGRES_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 NOW = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 LATER = timedelta(days=30)
+OPERATOR = Operator("tester")
+
+
+def grant(records, subject_type, subject_id, bank_id, *, purpose="credit_scoring", source="operator",
+          actor=OPERATOR, **kw):
+    """grant_consent with the keyword arguments these tests do not vary."""
+    return records.grant_consent(subject_type, subject_id, bank_id, purpose=purpose, source=source,
+                                 actor=actor, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -93,12 +101,13 @@ def entry(i: int, subject: str = "TV0000001", bank: str = "agribank", **kw) -> A
 
 def test_migrations_create_the_tables_and_running_them_again_changes_nothing(url):
     with Records(url=url) as first:
-        assert current(first.engine) == "0001"
+        assert current(first.engine) == head() == "0002"
         key = first.add_bank("agribank", "Agribank", ["scores:read"])
         upgrade(first.engine)  # again, by hand
     with Records(url=url) as second:  # and again, on open
-        assert current(second.engine) == "0001"
-        assert {"banks", "api_keys", "consents", "audit_log"} <= set(inspect(second.engine).get_table_names())
+        assert current(second.engine) == "0002"
+        assert {"banks", "api_keys", "consents", "audit_log", "audit_chain_head", "web_sessions",
+                "member_links"} <= set(inspect(second.engine).get_table_names())
         assert second.authenticate(key.token).bank_id == "agribank"
         assert len(second.list_banks()) == 1
 
@@ -122,8 +131,11 @@ def test_an_issued_token_authenticates_with_its_scopes(records):
     principal = records.authenticate(key.token)
     assert (principal.bank_id, principal.key_id) == ("agribank", key.key_id)
     assert principal.scopes == frozenset({"scores:read", "scores:batch"})
-    second = records.issue_key("agribank", ["audit:read"])
-    assert records.authenticate(second.token).scopes == frozenset({"audit:read"})
+    assert principal.kind == "lender"
+    second = records.issue_key("agribank", ["console"])
+    assert records.authenticate(second.token).scopes == frozenset({"console"})
+    platform = records.authenticate(records.add_platform("ecoop", "E-cooperative platform").token)
+    assert platform.kind == "platform" and platform.scopes == frozenset({"consents:write", "audit:read"})
 
 
 def test_each_refused_key_says_why(records):
@@ -170,7 +182,8 @@ def test_bad_bank_ids_scopes_and_duplicates_are_refused_with_advice(records):
     with pytest.raises(ValueError, match="exists already"):
         records.add_bank("agribank", "Agribank again", ["scores:read"])
     for call in (lambda: records.issue_key("nobank", ["scores:read"]), lambda: records.revoke_key("0" * 12),
-                 lambda: records.revoke_bank("nobank"), lambda: records.revoke_consent("cn_none")):
+                 lambda: records.revoke_bank("nobank"),
+                 lambda: records.revoke_consent("cn_none", source="operator", actor=OPERATOR)):
         with pytest.raises(LookupError, match="banks list|consents list"):
             call()
     assert set(SCOPES) == {"scores:read", "scores:batch", "consents:write", "audit:read", "console"}
@@ -243,7 +256,7 @@ def test_consent_is_explicit_purpose_bound_expiring_and_revocable(records):
     assert not none.active and none.consent_id is None
     assert none.reason.startswith("no consent recorded for bank agribank")
 
-    granted = records.grant_consent("member", "TV0000001", "agribank", expires_at=date(2026, 12, 31), now=NOW)
+    granted = grant(records, "member", "TV0000001", "agribank", expires_at=date(2026, 12, 31), now=NOW)
     check = records.consent_for("member", "TV0000001", "agribank", at=NOW + timedelta(days=1))
     assert check.active and check.consent_id == granted["consent_id"]
     assert not records.consent_for("member", "TV0000001", "vbsp", at=NOW).active  # one bank only
@@ -256,28 +269,35 @@ def test_consent_is_explicit_purpose_bound_expiring_and_revocable(records):
     assert expired.reason == f"consent {granted['consent_id']} expired on 2026-12-31 23:59 UTC"
 
     revoked_on = NOW + timedelta(days=2)
-    records.revoke_consent(granted["consent_id"], now=revoked_on)
+    records.revoke_consent(granted["consent_id"], source="member_page", actor=OPERATOR, now=revoked_on)
     assert records.consent_for("member", "TV0000001", "agribank", at=NOW + timedelta(days=1)).active  # before
     after = records.consent_for("member", "TV0000001", "agribank", at=NOW + timedelta(days=3))
     assert not after.active and after.reason == f"consent {granted['consent_id']} was revoked on 2026-11-03 09:00 UTC"
 
-    renewed = records.grant_consent("member", "TV0000001", "agribank", expires_at=NOW + LATER,
-                                    source="api", now=NOW + timedelta(days=4))
+    renewed = grant(records, "member", "TV0000001", "agribank", expires_at=NOW + LATER,
+                    source="application_form", now=NOW + timedelta(days=4))
     assert records.consent_for("member", "TV0000001", "agribank", at=NOW + timedelta(days=5)).consent_id \
         == renewed["consent_id"]
     listed = records.list_consents("member", "TV0000001")
     assert [c["consent_id"] for c in listed] == [renewed["consent_id"], granted["consent_id"]]
-    assert listed[1]["revoked_at"] == revoked_on and listed[0]["source"] == "api"
+    assert listed[1]["revoked_at"] == revoked_on and listed[0]["source"] == "application_form"
+    assert (listed[1]["granted_by"], listed[1]["revoked_by"], listed[1]["revoke_source"]) \
+        == ("operator:tester", "operator:tester", "member_page")
 
 
 def test_consent_needs_a_future_expiry_a_known_bank_and_a_known_subject_type(records):
     records.add_bank("agribank", "Agribank", ["scores:read"])
     with pytest.raises(ValueError, match="not after now"):
-        records.grant_consent("member", "TV1", "agribank", expires_at=NOW - LATER, now=NOW)
+        grant(records, "member", "TV1", "agribank", expires_at=NOW - LATER, now=NOW)
     with pytest.raises(LookupError, match="no bank 'vbsp'"):
-        records.grant_consent("member", "TV1", "vbsp", expires_at=NOW + LATER, now=NOW)
+        grant(records, "member", "TV1", "vbsp", expires_at=NOW + LATER, now=NOW)
     with pytest.raises(ValueError, match="'member' or 'cooperative'"):
-        records.grant_consent("household", "TV1", "agribank", expires_at=NOW + LATER, now=NOW)
+        grant(records, "household", "TV1", "agribank", expires_at=NOW + LATER, now=NOW)
+    with pytest.raises(ValueError, match="purpose 'marketing' .* credit_scoring"):
+        grant(records, "member", "TV1", "agribank", purpose="marketing", expires_at=NOW + LATER, now=NOW)
+    with pytest.raises(ValueError, match="source must be one of application_form, member_page, operator"):
+        grant(records, "member", "TV1", "agribank", source="cli", expires_at=NOW + LATER, now=NOW)
+    assert records.list_consents("member", "TV1") == [] and records.audit_count() == 0
 
 
 # ---- audit log --------------------------------------------------------------------------------
@@ -371,10 +391,8 @@ def test_sqlite_in_a_folder_that_cannot_exist_says_what_to_check(tmp_path):
 # ---- command line -----------------------------------------------------------------------------
 
 def test_cli_banks_and_consents(tmp_path, monkeypatch):
-    import typer
-
     from coopscore import records_cli
-    from coopscore.records_cli import audit_cmd, banks_app, consents_app
+    from coopscore.records_cli import audit_app, banks_app, consents_app
 
     monkeypatch.setattr(records_cli.console, "width", 160)
     monkeypatch.setenv("COOPSCORE_HOME", str(tmp_path))
@@ -395,23 +413,32 @@ def test_cli_banks_and_consents(tmp_path, monkeypatch):
     bad = runner.invoke(banks_app, ["add", "Bad Id", "--name", "x"])
     assert bad.exit_code == 1 and "error:" in bad.output and "Traceback" not in bad.output
 
+    soon = (date.today() + timedelta(days=200)).isoformat()
     granted = runner.invoke(consents_app, ["grant", "--member", "TV0000001", "--bank", "agribank",
-                                           "--expires", "2099-06-30"])
+                                           "--expires", soon])
     assert granted.exit_code == 0, granted.output
     assert records.consent_for("member", "TV0000001", "agribank").active
     listed = runner.invoke(consents_app, ["list", "--member", "TV0000001"])
     assert listed.exit_code == 0 and "active" in listed.output and "agribank" in listed.output
     both = runner.invoke(consents_app, ["grant", "--member", "A", "--cooperative", "B", "--bank", "agribank",
-                                        "--expires", "2099-01-01"])
+                                        "--expires", soon])
     assert both.exit_code == 1 and "exactly one subject" in both.output
-    unknown = runner.invoke(consents_app, ["grant", "--member", "A", "--bank", "nobank", "--expires", "2099-01-01"])
+    unknown = runner.invoke(consents_app, ["grant", "--member", "A", "--bank", "nobank", "--expires", soon])
     assert unknown.exit_code == 1 and "no bank 'nobank'" in unknown.output
 
     records.append_audit([entry(1, key_id=key_id)])
-    audit = typer.Typer()
-    audit.command()(audit_cmd)
-    looked = runner.invoke(audit, ["--member", "TV0000001"])
+    looked = runner.invoke(audit_app, ["show", "--member", "TV0000001"])
     assert looked.exit_code == 0 and "agribank" in looked.output and "member-pd v3" in looked.output
+    # both reads above were audited as the operator at the keyboard
+    user = __import__("getpass").getuser()
+    assert records.audit_count(endpoint="cli.consents.list", bank_id="operator", key_id=f"operator:{user}",
+                               subject_id="TV0000001") == 1
+    assert records.audit_count(endpoint="cli.audit", subject_id="TV0000001") == 1
+    assert records.audit_count(endpoint="consents.grant", key_id=f"operator:{user}") == 1
+    verified = runner.invoke(audit_app, ["verify"])
+    assert verified.exit_code == 0 and "intact: 4 row(s)" in verified.output, verified.output
+    platform_scope = runner.invoke(banks_app, ["add", "sneaky", "--name", "x", "--scope", "consents:write"])
+    assert platform_scope.exit_code == 1 and "platform add-key" in platform_scope.output
 
     revoked = runner.invoke(banks_app, ["revoke", "agribank"])
     assert revoked.exit_code == 0 and "1 key(s) revoked" in revoked.output
