@@ -34,6 +34,17 @@ audit_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="The audit log: who looked at a subject, and whether the log is intact.")
 records_app = typer.Typer(add_completion=False, no_args_is_help=True,
                           help="The records database itself (PostgreSQL roles).")
+
+
+# a callback makes these groups even with one command, so `platform add-key` keeps its name
+@platform_app.callback()
+def _platform() -> None:
+    """The platform's own keys: the only ones that may write consents."""
+
+
+@records_app.callback()
+def _records_group() -> None:
+    """The records database itself (PostgreSQL roles)."""
 console = Console()
 
 

@@ -383,3 +383,40 @@ def test_the_records_file_and_its_journal_are_private(tmp_path):
     with Records(Paths(tmp_path)):
         assert stat.S_IMODE((folder / "records.db").stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(folder).stat().st_mode) & 0o077 == 0  # and the folder is the owner's alone
+
+
+def test_the_documented_setup_migrates_as_owner_then_grants_the_service_role(cluster, tmp_path, monkeypatch):
+    """docs/records.md: `python -m serving.records.migrations upgrade head` and `coopscore records grant
+    ROLE`, both with the owner's URL; then the service connects as its own role."""
+    import subprocess
+    import sys
+
+    from coopscore.records_cli import records_app
+
+    schema = f"s_{secrets.token_hex(4)}"
+    owner = create_engine(cluster.url(cluster.owner), isolation_level="AUTOCOMMIT")
+    with owner.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        env = {**os.environ, "COOPSCORE_DATABASE_URL": cluster.url(cluster.owner, schema),
+               "COOPSCORE_HOME": str(tmp_path)}
+        done = subprocess.run([sys.executable, "-m", "serving.records.migrations", "upgrade", "head"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        monkeypatch.setenv("COOPSCORE_DATABASE_URL", cluster.url(cluster.owner, schema))
+        monkeypatch.setenv("COOPSCORE_HOME", str(tmp_path))
+        granted = CliRunner().invoke(records_app, ["grant", cluster.app])
+        assert granted.exit_code == 0, granted.output
+        assert 'GRANT SELECT, INSERT ON "audit_log"' in granted.output
+        with Records(url=cluster.url(cluster.app, schema)) as records:
+            records.append_audit([entry(1)])
+            assert records.verify_audit_chain().intact
+            with pytest.raises(DBAPIError, match="permission denied"):
+                with records.engine.begin() as conn:
+                    conn.execute(text("DELETE FROM audit_log"))
+        refused = CliRunner().invoke(records_app, ["grant", cluster.owner])
+        assert refused.exit_code == 1 and "owner of the audit log" in refused.output
+    finally:
+        with owner.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        owner.dispose()
