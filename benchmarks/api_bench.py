@@ -186,7 +186,7 @@ Reading: {target_line} {lag_line}
 | implementation | requests | p50 (ms) | p95 (ms) | p99 (ms) | mean (ms) |
 | --- | --- | --- | --- | --- | --- |
 | naive: pandas row + new shap.TreeExplainer per request | {naive['requests'] - naive['naive_skipped']} | {fmt(nv['p50_ms'])} | {fmt(nv['p95_ms'])} | {fmt(nv['p99_ms'])} | {fmt(nv['mean_ms'])} |
-| serving.scorer.Scorer.score (what the API runs) | {naive['requests']} | {fmt(sc['p50_ms'], '.2f')} | {fmt(sc['p95_ms'], '.2f')} | {fmt(sc['p99_ms'], '.2f')} | {fmt(sc['mean_ms'], '.2f')} |
+| scoring.scorer.Scorer.score (what the API runs) | {naive['requests']} | {fmt(sc['p50_ms'], '.2f')} | {fmt(sc['p95_ms'], '.2f')} | {fmt(sc['p99_ms'], '.2f')} | {fmt(sc['mean_ms'], '.2f')} |
 
 Reading: the service's scorer is {speed:.0f}x faster per request than the naive implementation
 (in process, without HTTP).

@@ -5,7 +5,7 @@ Importable pieces (the `main()` that ties them together, with auth headers, live
   does, and latency is measured from the scheduled send time, so a server that falls behind shows
   its queueing in the percentiles (a closed loop would slow down with the server and hide it).
 - naive_baseline: the obvious in-process implementation (a pandas row per request, a new
-  shap.TreeExplainer per request), to compare serving.scorer against.
+  shap.TreeExplainer per request), to compare scoring.scorer against.
 - batch_throughput: serving.batch.score_file on n_rows sampled applications, against the naive
   per-row loop timed on a sample and extrapolated.
 """
@@ -29,9 +29,9 @@ from coopscore.paths import Paths
 from data_contracts import vocabulary as v
 from features import engine
 from features.snapshot import SNAPSHOT_FILE
-from serving import schemas
+from scoring import schemas
 from serving.batch import score_file
-from serving.scorer import Scorer, top_reasons
+from scoring.scorer import Scorer, top_reasons
 from training import scaling
 
 
@@ -188,7 +188,7 @@ class _Naive:
 
 
 def naive_baseline(paths: Paths, bodies: list[dict], scorer: Scorer | None = None) -> dict:
-    """Per-request latency (ms) of the naive implementation on `bodies`, and of serving.scorer on
+    """Per-request latency (ms) of the naive implementation on `bodies`, and of scoring.scorer on
     the same bodies for comparison. Bodies it cannot score (unknown id, no model) are counted."""
     import warnings
 

@@ -35,7 +35,7 @@ import numpy as np
 from benchmarks.api_bench import build_home, machine, say
 from coopscore.paths import Paths
 from ranking import advice, rank
-from serving import schemas
+from scoring import schemas
 from serving.launcher import start_server, stop_server
 from serving.service import WORKERS
 

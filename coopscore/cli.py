@@ -246,7 +246,7 @@ def score(input: Path = typer.Option(..., "--input", help="Applications: CSV or 
 
 def _check_champions_load(paths: Paths) -> None:
     """A champion whose artifacts are broken is a clear message here, not a server stack trace."""
-    from serving.scorer import Scorer
+    from scoring.scorer import Scorer
 
     try:
         with console.status("loading the champion models"):
@@ -378,35 +378,66 @@ def _demo_member_link(paths: Paths, port: int) -> None:
 
 
 DEMO_BANK = "demo-bank"
+DEMO_PLATFORM = "demo-platform"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a secret file readable by its owner only (0600 from the moment it exists)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)  # an older file keeps its mode on O_TRUNC
+
+
+def _demo_platform(paths: Paths, records):
+    """The e-cooperative platform's own principal: the only one that records consents. Its key is
+    kept beside the bank's (0600) so that a second demo run acts as the same platform."""
+    token_file = paths.home / "service" / f"{DEMO_PLATFORM}.token"
+    if token_file.exists():
+        try:
+            return records.authenticate(token_file.read_text().strip())
+        except Exception:  # lost or revoked: a new key below
+            pass
+    if DEMO_PLATFORM in {b["bank_id"] for b in records.list_banks()}:
+        records.revoke_bank(DEMO_PLATFORM)
+        issued = records.issue_key(DEMO_PLATFORM, ["consents:write", "audit:read"])
+    else:
+        issued = records.add_platform(DEMO_PLATFORM, "E-cooperative platform (demo)")
+    _write_private(token_file, issued.token)
+    return records.authenticate(issued.token)
 
 
 def _demo_bank(paths: Paths, port: int) -> None:
-    """A demo partner bank with every scope, and consents of a few subjects, so that the API can be
-    tried at once. Its key is kept in var/service (git-ignored) to be shown again on the next run.
-    The same key signs in to the fund console (/app/console): see `_demo_fund_consents`."""
+    """A demo partner bank with the bank scopes only (scores, batch, console), and consents of a
+    few subjects recorded by the platform as members gave them on their application forms, so that
+    the API can be tried at once. Its key is kept in var/service (0600, git-ignored) to be shown
+    again on the next run. The same key signs in to the fund console (/app/console)."""
     from datetime import timedelta
 
     import pandas as pd
 
-    from serving.records import SCOPES, Records
+    from serving.records import LENDER_SCOPES, Records
 
     token_file = paths.home / "service" / f"{DEMO_BANK}.token"
     snap = pd.read_parquet(paths.features / "snapshot.parquet",
                            columns=["entity_type", "entity_id", "history_days", "transactions_365d"])
     scorable = snap[(snap.history_days >= 180) & (snap.transactions_365d >= 12)]
     with Records(paths) as records:
+        platform = _demo_platform(paths, records)
         if not token_file.exists():
             if DEMO_BANK in {b["bank_id"] for b in records.list_banks()}:
                 records.revoke_bank(DEMO_BANK)  # its key was lost: issue a new one
-                token = records.issue_key(DEMO_BANK, list(SCOPES)).token
+                token = records.issue_key(DEMO_BANK, list(LENDER_SCOPES)).token
             else:
-                token = records.add_bank(DEMO_BANK, "Demo bank", list(SCOPES)).token
-            token_file.write_text(token)
-            until = datetime.now().astimezone() + timedelta(days=365)
+                token = records.add_bank(DEMO_BANK, "Demo bank", list(LENDER_SCOPES)).token
+            _write_private(token_file, token)
+            until = datetime.now().astimezone() + timedelta(days=364)
             for kind, n in (("member", 20), ("cooperative", 5)):
                 for subject_id in scorable[scorable.entity_type == kind].entity_id.head(n):
-                    records.grant_consent(kind, subject_id, DEMO_BANK, expires_at=until, source="cli")
-        shown = _demo_fund_consents(paths, records)
+                    records.grant_consent(kind, subject_id, DEMO_BANK, purpose="credit_scoring",
+                                          expires_at=until, source="application_form", actor=platform)
+        shown = _demo_fund_consents(paths, records, platform)
     token = token_file.read_text().strip()
     member = scorable[scorable.entity_type == "member"].entity_id.iloc[0]  # consented above
     console.print(f"demo bank '{DEMO_BANK}': API key {token} (kept in {token_file})", soft_wrap=True)
@@ -419,7 +450,7 @@ def _demo_bank(paths: Paths, port: int) -> None:
                   f"{shown['none']} did not, {shown['revoked']} withdrew)", soft_wrap=True)
 
 
-def _demo_fund_consents(paths: Paths, records) -> dict[str, int]:
+def _demo_fund_consents(paths: Paths, records, platform) -> dict[str, int]:
     """The demo bank doubles as a cooperative development fund: most members in its console queue
     consented to it when they applied (recorded as by the platform, for a year), one in twenty did
     not and one in twenty withdrew, so the console shows both. Idempotent: only what is missing is
@@ -428,16 +459,17 @@ def _demo_fund_consents(paths: Paths, records) -> dict[str, int]:
 
     from serving.web.applications import recent_member_applications
 
-    members = list(dict.fromkeys(recent_member_applications(paths).entity_id))
-    until = datetime.now().astimezone() + timedelta(days=365)
+    members = list(dict.fromkeys(recent_member_applications(paths, lender_id=DEMO_BANK).entity_id))
+    until = datetime.now().astimezone() + timedelta(days=364)
     counts = {"members": len(members), "consented": 0, "none": 0, "revoked": 0}
     for i, member in enumerate(members):
         plan = "none" if i % 20 == 7 else "revoked" if i % 20 == 17 else "consented"
         check = records.consent_for("member", member, DEMO_BANK)
         if (plan == "consented" and not check.active) or (plan == "revoked" and check.consent_id is None):
-            granted = records.grant_consent("member", member, DEMO_BANK, expires_at=until, source="api")
-            if plan == "revoked":  # consented when applying, then withdrew it on the platform
-                records.revoke_consent(granted["consent_id"])
+            granted = records.grant_consent("member", member, DEMO_BANK, purpose="credit_scoring",
+                                            expires_at=until, source="application_form", actor=platform)
+            if plan == "revoked":  # consented when applying, then withdrew it on the member page
+                records.revoke_consent(granted["consent_id"], source="member_page", actor=platform)
             check = records.consent_for("member", member, DEMO_BANK)
         # counted as they are (a member of the curl example keeps its consent whatever the plan)
         counts["consented" if check.active else "none" if check.consent_id is None else "revoked"] += 1

@@ -52,7 +52,7 @@ _SCORERS: dict[tuple, object] = {}
 
 def get_scorer(paths: Paths):
     """One Scorer per home (loading costs seconds), rebuilt when the snapshot or champion changes."""
-    from serving.scorer import Scorer
+    from scoring.scorer import Scorer
     from training import registry
     registry.use_store(paths)
     meta = paths.features / snapshot.META_FILE

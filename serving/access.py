@@ -1,7 +1,7 @@
 """Who may ask, how often, and about whom: API keys with scopes, rate limits, and consent.
 
 Every check fails with an ApiError that says what was wrong and what to do: 401 (no or bad key),
-403 (a key without the scope, or no active consent of the subject for this bank), 429 (too many
+429 (too many
 requests, with Retry-After).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from serving.errors import ApiError
+from scoring.errors import ApiError
 from serving.rate_limit import RateLimiter
 from serving.records import AuthError, Principal, Records
 
@@ -42,13 +42,6 @@ async def authenticate(request: Request,
                        "platform operator for a new key.") from None
     request.state.principal = principal
     return principal
-
-
-def require(principal: Principal, scope: str) -> None:
-    if scope not in principal.scopes:
-        raise ApiError(403, "forbidden", f"the key {principal.key_id} of bank {principal.bank_id} "
-                       f"does not have the scope '{scope}' (it has: "
-                       f"{', '.join(sorted(principal.scopes)) or 'none'}).")
 
 
 def rate_limit(request: Request, principal: Principal, cost: int = 1) -> None:

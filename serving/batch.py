@@ -1,7 +1,7 @@
 """Offline batch scoring: a file of applications in, a file of scores with reasons out.
 
 For portfolio reviews and pre-approved offers over millions of members: the same columnar core as
-the online scorer (serving.scorer.Scorer.decide: snapshot matrix, on-demand features, one
+the online scorer (scoring.scorer.Scorer.decide: snapshot matrix, on-demand features, one
 LightGBM call per chunk), read and written in chunks so memory stays flat. Every input row gets an
 output row, in order, with status scored, insufficient_history or rejected (and why): a bank must
 be able to account for every application it sent.
@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 
 from coopscore.paths import Paths
 from data_contracts import vocabulary as v
-from serving.scorer import Scorer
+from scoring import policy
+from scoring.scorer import Scorer
 
 REQUIRED_COLUMNS = ("subject_type", "subject_id", "amount_vnd", "term_months", "purpose")
 OPTIONAL_COLUMNS = ("as_of_date",)
@@ -352,11 +353,9 @@ def _score_chunk(scorer: Scorer, chunk: pd.DataFrame, offset: int, num_threads: 
            lambda m: np.array([f"no {t} with id '{i}' on the platform; check the id and the "
                                "subject_type." for t, i in zip(subject_type[m], subject_id[m])],
                               dtype=object))
-    limit = pd.Series(kind).map(v.UNSECURED_LIMIT_VND).to_numpy(dtype=float)
-    reject(amount > limit, "invalid_request",
-           lambda m: np.array([f"amount_vnd {int(a):,} is above the unsecured lending limit of "
-                               f"{int(lim):,} VND for a {k.replace('_', ' ')} (Decree 156/2025/ND-CP)."
-                               for a, lim, k in zip(amount[m], limit[m], kind[m])], dtype=object))
+    reject(policy.over_legal_limit(kind, amount), "invalid_request",
+           lambda m: np.array([policy.legal_limit_message(a, k) for a, k in zip(amount[m], kind[m])],
+                              dtype=object))
     for subject in v.ENTITY_TYPES:
         if subject not in scorer.plans:
             reject(subject_type == subject, "model_unavailable",

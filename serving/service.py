@@ -22,14 +22,18 @@ OpenAPI spec documents them.
 """
 from __future__ import annotations
 
+import asyncio
 import gc
-import json
 import logging
 import os
+import re
+import time
+import traceback
 import uuid
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Literal
 
+import anyio
 import bentoml
 from fastapi import FastAPI, Path, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -39,16 +43,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from coopscore.paths import get_paths
 from features.reasons import REASONS
-from serving import schemas
-from serving.access import authenticate, rate_limit, require
+from scoring import disclosure, policy, schemas
+from scoring.disclosure import Disclosure
+from scoring.errors import ApiError, AuditUnavailable, Forbidden, InvalidApplication, field
+from scoring.scorer import Scorer
+from serving.access import authenticate, rate_limit
 from serving.audit_writer import AuditWriter
 from serving.body_limit import BodyLimit
-from serving.errors import ApiError
 from serving.json_not_found import JsonNotFound
 from serving.model_watch import ChampionWatcher
 from serving.rate_limit import RateLimiter
-from serving.records import AuditEntry, Principal, Records, RecordsError, features_sha256
-from serving.scorer import Scorer
+from serving.records import PURPOSES, AuditEntry, NotAllowed, Principal, Records, RecordsError
+from serving.security_headers import SecurityHeaders
 from serving.web.app import web
 
 log = logging.getLogger("coopscore.service")
@@ -66,10 +72,28 @@ api.add_middleware(BodyLimit)
 
 # -- errors: always our JSON body, never a stack trace ------------------------------------------------
 def _request_id(request: Request) -> str:
+    """The server's own id of this request: always ours, so that two clients can never collide
+    in the audit log. A client's X-Request-Id is kept beside it (`_client_request_id`)."""
     if not hasattr(request.state, "request_id"):
-        given = request.headers.get("x-request-id", "")
-        request.state.request_id = given if 0 < len(given) <= 64 else uuid.uuid4().hex
+        request.state.request_id = uuid.uuid4().hex
     return request.state.request_id
+
+
+CLIENT_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces, at most 64
+
+
+def _client_request_id(request: Request) -> str | None:
+    """The client's X-Request-Id, kept in the audit log beside ours; refused (never cut short) when
+    it is longer than 64 characters or not printable ASCII."""
+    given = request.headers.get("x-request-id")
+    if given is None:
+        return None
+    if not CLIENT_REQUEST_ID.match(given):
+        raise ApiError(400, "invalid_request", "the X-Request-Id header must be 1 to 64 printable "
+                       "ASCII characters without spaces; the server assigns its own request id "
+                       "and keeps yours beside it.", [field("header.x-request-id",
+                                                           f"{len(given)} characters, or not printable ASCII")])
+    return given
 
 
 def _error(request: Request, status: int, error: str, message: str, fields=None, headers=None):
@@ -106,23 +130,42 @@ def _json(model: BaseModel) -> Response:
     return Response(model.model_dump_json(), media_type="application/json")
 
 
+def _log_failure(what: str, request_id: str, exc: BaseException) -> None:
+    """Log a failure by request id, exception type and code location only: the exception's own
+    message may quote a subject id, a score or a SQL parameter, which never go to the server log."""
+    where = " <- ".join(f"{f.filename}:{f.lineno} in {f.name}"
+                        for f in reversed(traceback.extract_tb(exc.__traceback__)[-4:]))
+    log.error("%s (request %s): %s at %s", what, request_id, type(exc).__name__, where)
+
+
 @api.exception_handler(Exception)
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error in request %s", _request_id(request))
+    _log_failure("unexpected error", _request_id(request), exc)
     return _error(request, 500, "internal_error", "something went wrong on our side; the request "
                   "id identifies it in our logs. Nothing was scored.")
 
 
 # -- bodies of the consent and access-log endpoints ----------------------------------------------
+ConsentPurpose = Literal[PURPOSES]  # type: ignore[valid-type]
+
+
 class ConsentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject_type: schemas.SubjectType
     subject_id: str = Field(..., pattern=schemas.SUBJECT_ID_PATTERN)
-    bank_id: str = Field(..., min_length=2, max_length=40)
-    purpose: str = Field("credit_scoring", min_length=1, max_length=64,
-                         description="What the subject agreed to: a stated purpose, nothing else")
-    expires_at: datetime = Field(..., description="When the consent ends (ISO date-time); consent "
-                                 "is never open-ended")
+    bank_id: str = Field(..., min_length=2, max_length=40, description="The one lender consented to")
+    purpose: ConsentPurpose = Field(..., description="What the subject agreed to: one stated purpose")
+    expires_at: datetime = Field(..., description="When the consent ends (ISO date-time); consent is "
+                                 "never open-ended and runs at most the configured time (12 months)")
+    source: Literal["application_form", "member_page"] = Field(
+        ..., description="Where the member gave it on the platform (an operator records consents "
+                         "given on paper with `coopscore consents grant`)")
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["application_form", "member_page"] = Field(
+        ..., description="Where the member withdrew it on the platform")
 
 
 class Consent(BaseModel):
@@ -135,6 +178,9 @@ class Consent(BaseModel):
     expires_at: datetime
     revoked_at: datetime | None = None
     source: str
+    granted_by: str | None = None
+    revoked_by: str | None = None
+    revoke_source: str | None = None
 
 
 class Access(BaseModel):
@@ -163,6 +209,13 @@ WORKERS = int(os.environ.get("COOPSCORE_WORKERS", "2"))
 ACCESS_LOG = os.environ.get("COOPSCORE_ACCESS_LOG", "0") == "1"
 
 
+# A batch's distinct as_of dates are each a point-in-time history query: at most this many per call.
+BATCH_MAX_AS_OF_DATES = int(os.environ.get("COOPSCORE_BATCH_MAX_AS_OF_DATES", "31"))
+# A batch still computing after this long is cancelled (BentoML's own timeout is 60 s): the client
+# gets a clear 503 instead of a 504 while work nobody will receive goes on.
+BATCH_DEADLINE_SECONDS = float(os.environ.get("COOPSCORE_BATCH_DEADLINE_SECONDS", "50"))
+
+
 # BentoML records an OpenTelemetry span for every request even with no exporter configured (its
 # sampler always records); that costs about 0.4 ms of CPU per request. COOPSCORE_TRACING=1 keeps it
 # for a deployment that exports traces (set tracing.exporter_type in BentoML's configuration).
@@ -182,6 +235,7 @@ class CoopScore:
         except RecordsError as exc:
             raise SystemExit(f"coopscore cannot open its records database: {exc}") from None
         self.scorer = Scorer(paths)
+        self.disclosure = Disclosure(self.records, self.scorer.knows)
         self.audit_writer = AuditWriter(self.records)
         api.state.records, api.state.service = self.records, self
         api.state.limiter = RateLimiter.from_env(processes=WORKERS)
@@ -202,52 +256,87 @@ class CoopScore:
     async def score_one(self, body: schemas.ScoreRequest, request: Request,
                         principal: Principal) -> Response:
         """POST /v1/scores (the route is `score` below the class): consent, score, audit, answer."""
-        require(principal, "scores:read")
+        request_id, client_id = _request_id(request), _client_request_id(request)
+        subject = (body.subject_type, body.subject_id)
+        await self._require(principal, "scores:read", request_id, "/v1/scores", subject, client_id)
         rate_limit(request, principal)
-        request_id = _request_id(request)
-        refusal = self._consent_refusal(principal, body)
+        refusal = self.disclosure.refusal(principal.bank_id, *subject)
+        if refusal is None:
+            try:
+                answer = self.scorer.score(body, request_id=request_id)
+            except ApiError as exc:
+                refusal = exc
         if refusal is not None:
-            await self._audit_async([self._refused(principal, request_id, "/v1/scores", body, refusal)])
+            await self._audit_async([disclosure.refused_entry(principal, request_id, "/v1/scores", *subject,
+                                                              refusal, client_id)], request_id)
             raise refusal
-        try:
-            answer = self.scorer.score(body, request_id=request_id)
-        except ApiError as exc:
-            await self._audit_async([self._refused(principal, request_id, "/v1/scores", body, exc)])
-            raise
-        await self._audit_async([self._answered(principal, request_id, "/v1/scores", answer)])
+        await self._audit_async([disclosure.answered_entry(principal, request_id, "/v1/scores", answer,
+                                                           Scorer.features_used(answer), client_id)],
+                                request_id)
         return _json(answer)
 
-    @api.post("/scores:batch", response_model=schemas.BatchScoreResponse)
-    def score_batch(self, body: schemas.BatchScoreRequest, request: Request,
-                    principal: Principal = Security(authenticate)) -> schemas.BatchScoreResponse:
-        """Score 1 to 1,000 applications; each result is a score or that item's error, in order."""
-        require(principal, "scores:batch")
-        rate_limit(request, principal, cost=len(body.applications))
-        request_id = _request_id(request)
-        results: list = [None] * len(body.applications)
-        allowed = []
-        for i, item in enumerate(body.applications):
-            refusal = self._consent_refusal(principal, item)
-            if refusal is None:
-                allowed.append(i)
-            else:
-                results[i] = refusal
-        scored = self.scorer.score_many([body.applications[i] for i in allowed],
-                                        [f"{request_id}-{i}" for i in allowed])
-        for i, outcome in zip(allowed, scored):
-            results[i] = outcome
+    async def score_many(self, body: schemas.BatchScoreRequest, request: Request,
+                         principal: Principal) -> Response:
+        """POST /v1/scores:batch: each item through the same consent, scoring and audit steps as
+        POST /v1/scores. The work runs off the event loop one as_of date at a time; between dates the
+        service checks that the client is still there and that the deadline has not passed, and
+        stops if not: the audit log then says `cancelled` for every item, nothing was delivered."""
+        started = time.monotonic()
+        request_id, client_id = _request_id(request), _client_request_id(request)
+        items = body.applications
+        endpoint = "/v1/scores:batch"
+        await self._require(principal, "scores:batch", request_id, endpoint,
+                            (items[0].subject_type, items[0].subject_id), client_id)
+        too_costly = policy.batch_refusal([i.as_of_date for i in items], BATCH_MAX_AS_OF_DATES)
+        if too_costly is not None:
+            raise too_costly
+        rate_limit(request, principal, cost=len(items))
+        item_ids = [f"{request_id}-{i}" for i in range(len(items))]
+        results: list = await anyio.to_thread.run_sync(
+            lambda: [self.disclosure.refusal(principal.bank_id, i.subject_type, i.subject_id) for i in items])
+        by_date: dict = {}
+        for i, item in enumerate(items):
+            if results[i] is None:
+                by_date.setdefault(item.as_of_date, []).append(i)
+        for idx in by_date.values():
+            gone = await request.is_disconnected()
+            late = time.monotonic() - started > BATCH_DEADLINE_SECONDS
+            if gone or late:
+                await self._cancel_batch(principal, items, item_ids, endpoint, client_id, request_id,
+                                         "client_gone" if gone else "deadline")
+                if gone:
+                    return Response(status_code=499)  # nobody is listening; nginx's "client closed"
+                raise ApiError(503, "batch_timeout", f"the batch was still computing after "
+                               f"{BATCH_DEADLINE_SECONDS:.0f} s and was cancelled; nothing was scored. "
+                               "Send fewer distinct as_of dates per call.")
+            scored = await anyio.to_thread.run_sync(
+                self.scorer.score_many, [items[i] for i in idx], [item_ids[i] for i in idx])
+            for i, outcome in zip(idx, scored):
+                results[i] = outcome
         entries, out = [], []
-        for i, (item, outcome) in enumerate(zip(body.applications, results)):
-            item_id = f"{request_id}-{i}"
+        for i, (item, outcome) in enumerate(zip(items, results)):
             if isinstance(outcome, ApiError):
-                entries.append(self._refused(principal, item_id, "/v1/scores:batch", item, outcome))
+                entries.append(disclosure.refused_entry(principal, item_ids[i], endpoint, item.subject_type,
+                                                        item.subject_id, outcome, client_id))
                 out.append(schemas.BatchItemError(index=i, http_status=outcome.status, error=outcome.error,
                                                   message=outcome.message, fields=outcome.fields))
             else:
-                entries.append(self._answered(principal, item_id, "/v1/scores:batch", outcome))
+                entries.append(disclosure.answered_entry(principal, item_ids[i], endpoint, outcome,
+                                                         Scorer.features_used(outcome), client_id))
                 out.append(outcome)
-        self._audit(entries)
+        await self._audit_async(entries, request_id)
         return _json(schemas.BatchScoreResponse.model_construct(request_id=request_id, results=out))
+
+    async def _cancel_batch(self, principal, items, item_ids, endpoint, client_id, request_id,
+                            why: str) -> None:
+        """Every item of a cancelled batch is in the audit log as `cancelled`: computed or not,
+        none of it was delivered."""
+        error = ApiError(499 if why == "client_gone" else 503, "cancelled",
+                         f"batch cancelled ({why}); nothing was delivered")
+        error.internal_outcome = f"cancelled_{why}"
+        await self._audit_async([disclosure.refused_entry(principal, item_ids[i], endpoint, item.subject_type,
+                                                          item.subject_id, error, client_id)
+                                 for i, item in enumerate(items)], request_id)
 
     @api.get("/reason-codes")
     def reason_codes(self) -> list[dict[str, str]]:
@@ -261,104 +350,108 @@ class CoopScore:
                              reload_failures=dict(self.watcher.status.failed),
                              snapshot_date=self.scorer.snapshot_date.isoformat())
 
-    # -- consents and the access log: called by the platform itself --------------------------------
+    # -- consents and the access log: the platform's own key only --------------------------------------
     @api.post("/consents", response_model=Consent, status_code=201)
-    def grant_consent(self, body: ConsentRequest, principal: Principal = Security(authenticate)) -> Consent:
-        """Record a subject's explicit consent to be scored for one bank, for one purpose, until a date."""
-        require(principal, "consents:write")
+    def grant_consent(self, body: ConsentRequest, request: Request,
+                      principal: Principal = Security(authenticate)) -> Consent:
+        """The platform records a subject's explicit consent for one lender, one purpose, until a
+        date (at most 12 months). A lender's key can never do this."""
+        request_id, client_id = _request_id(request), _client_request_id(request)
+        self._require_sync(principal, "consents:write", request_id, "/v1/consents",
+                           (body.subject_type, body.subject_id), client_id)
         if not self.scorer.knows(body.subject_type, body.subject_id):
             raise ApiError(404, "unknown_subject", f"no {body.subject_type} with id "
-                           f"'{body.subject_id}' on the platform; a consent needs a real subject.")
+                           f"'{body.subject_id}' on the platform; a consent needs a real subject.",
+                           [field("subject_id", "not on the platform")])
         try:
             row = self.records.grant_consent(body.subject_type, body.subject_id, body.bank_id,
                                              purpose=body.purpose, expires_at=body.expires_at,
-                                             source="api")
+                                             source=body.source, actor=principal)
+        except NotAllowed as exc:
+            raise Forbidden(str(exc)) from None
         except LookupError as exc:
-            raise ApiError(404, "unknown_bank", str(exc)) from None
+            raise ApiError(404, "unknown_bank", str(exc), [field("bank_id", "no such lender")]) from None
         except ValueError as exc:
-            raise ApiError(422, "invalid_request", str(exc),
-                           [{"field": "expires_at", "problem": str(exc)}]) from None
+            raise InvalidApplication(str(exc)) from None
         return Consent(**row)
 
     @api.post("/consents/{consent_id}/revoke", response_model=Consent)
-    def revoke_consent(self, consent_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")], principal: Principal = Security(authenticate)) -> Consent:
-        """Withdraw a consent: from now on that bank gets 403 for this subject."""
-        require(principal, "consents:write")
+    def revoke_consent(self, consent_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+                       body: RevokeRequest, request: Request,
+                       principal: Principal = Security(authenticate)) -> Consent:
+        """The platform records a withdrawal: from now on that lender gets 403 for this subject."""
+        request_id, client_id = _request_id(request), _client_request_id(request)
+        self._require_sync(principal, "consents:write", request_id, "/v1/consents/revoke", ("", ""),
+                           client_id)
         try:
-            return Consent(**self.records.revoke_consent(consent_id))
+            return Consent(**self.records.revoke_consent(consent_id, source=body.source, actor=principal))
+        except NotAllowed as exc:
+            raise Forbidden(str(exc)) from None
         except LookupError as exc:
             raise ApiError(404, "unknown_consent", str(exc)) from None
 
     @api.get("/subjects/{subject_type}/{subject_id}/consents", response_model=list[Consent])
-    def consents(self, subject_type: schemas.SubjectType, subject_id: SubjectId,
+    def consents(self, subject_type: schemas.SubjectType, subject_id: SubjectId, request: Request,
                  principal: Principal = Security(authenticate)) -> list[Consent]:
-        """Every consent of a subject, newest first."""
-        require(principal, "audit:read")
-        return [Consent(**row) for row in self.records.list_consents(subject_type, subject_id)]
+        """Every consent of a subject, newest first (the platform's key; the read is audited)."""
+        return self._read(request, principal, "/v1/subjects/consents", subject_type, subject_id,
+                          lambda: [Consent(**row) for row in self.records.list_consents(subject_type, subject_id)])
 
     @api.get("/subjects/{subject_type}/{subject_id}/access-log", response_model=list[Access])
-    def access_log(self, subject_type: schemas.SubjectType, subject_id: SubjectId,
+    def access_log(self, subject_type: schemas.SubjectType, subject_id: SubjectId, request: Request,
                    principal: Principal = Security(authenticate)) -> list[Access]:
-        """Who asked about this subject, when, and what was answered (newest first)."""
-        require(principal, "audit:read")
-        return [Access(**{k: row[k] for k in Access.model_fields if k in row})
-                for row in self.records.access_log(subject_type, subject_id)]
+        """Who asked about this subject, when, and what was answered, newest first (the platform's
+        key; the read is audited)."""
+        return self._read(request, principal, "/v1/subjects/access-log", subject_type, subject_id,
+                          lambda: [Access(**{k: row[k] for k in Access.model_fields if k in row})
+                                   for row in self.records.access_log(subject_type, subject_id)])
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _consent_refusal(self, principal: Principal, item: schemas.ScoreRequest) -> ApiError | None:
-        if not self.scorer.knows(item.subject_type, item.subject_id):
-            return ApiError(404, "unknown_subject", f"no {item.subject_type} with id "
-                            f"'{item.subject_id}' on the platform; check the id and the subject_type.")
-        check = self.records.consent_for(item.subject_type, item.subject_id, principal.bank_id)
-        if check.active:
+    def _read(self, request, principal, endpoint, subject_type, subject_id, read):
+        request_id, client_id = _request_id(request), _client_request_id(request)
+        self._require_sync(principal, "audit:read", request_id, endpoint, (subject_type, subject_id), client_id)
+        rows = read()
+        self._audit([disclosure.read_entry(principal, request_id, endpoint, subject_type, subject_id,
+                                           len(rows), client_id)], request_id)
+        return rows
+
+    @staticmethod
+    def _scope_refusal(principal: Principal, scope: str) -> Forbidden | None:
+        if scope in principal.scopes:
             return None
-        return ApiError(403, "no_consent", f"{item.subject_type} {item.subject_id} has no active "
-                        f"consent for bank {principal.bank_id} to be scored: {check.reason}. The "
-                        "subject grants it on the platform; silence is not consent.")
+        return Forbidden(f"the key {principal.key_id} of {principal.bank_id} does not have the scope "
+                         f"'{scope}' (it has: {', '.join(sorted(principal.scopes)) or 'none'}).")
 
-    def _answered(self, principal: Principal, request_id: str, endpoint: str,
-                  answer: schemas.ScoreResponse) -> AuditEntry:
-        used = Scorer.features_used(answer)
-        summary = {"status": answer.status, "pd": answer.pd, "score": answer.score,
-                   "grade": answer.grade, "reasons": [r.code for r in answer.reasons],
-                   "missing": [m.code for m in answer.missing]}
-        return AuditEntry(request_id=request_id, at=datetime.now(timezone.utc),
-                          bank_id=principal.bank_id, key_id=principal.key_id,
-                          subject_type=answer.subject_type, subject_id=answer.subject_id,
-                          endpoint=endpoint, http_status=200, outcome=answer.status,
-                          model_name=answer.model.name, model_version=answer.model.version,
-                          as_of_date=answer.as_of_date,
-                          features_sha256=features_sha256(used) if used is not None else None,
-                          answer=json.dumps(summary))
+    async def _require(self, principal, scope, request_id, endpoint, subject, client_id) -> None:
+        """A missing scope is refused with 403, and the refusal is audited like any other."""
+        refusal = self._scope_refusal(principal, scope)
+        if refusal is not None:
+            await self._audit_async([disclosure.refused_entry(principal, request_id, endpoint, *subject,
+                                                              refusal, client_id)], request_id)
+            raise refusal
 
-    def _refused(self, principal: Principal, request_id: str, endpoint: str,
-                 item: schemas.ScoreRequest, error: ApiError) -> AuditEntry:
-        return AuditEntry(request_id=request_id, at=datetime.now(timezone.utc),
-                          bank_id=principal.bank_id, key_id=principal.key_id,
-                          subject_type=item.subject_type, subject_id=item.subject_id,
-                          endpoint=endpoint, http_status=error.status, outcome=error.error,
-                          answer=json.dumps({"error": error.error, "message": error.message}))
+    def _require_sync(self, principal, scope, request_id, endpoint, subject, client_id) -> None:
+        refusal = self._scope_refusal(principal, scope)
+        if refusal is not None:
+            self._audit([disclosure.refused_entry(principal, request_id, endpoint, *subject, refusal,
+                                                  client_id)], request_id)
+            raise refusal
 
-    async def _audit_async(self, entries: list[AuditEntry]) -> None:
+    async def _audit_async(self, entries: list[AuditEntry], request_id: str) -> None:
         """`_audit` for async routes: the commit is awaited, the event loop keeps serving."""
         try:
             await self.audit_writer.write_async(entries)
         except Exception as exc:
-            log.exception("could not write %d audit rows", len(entries))
-            raise _audit_unavailable() from exc
+            _log_failure(f"could not write {len(entries)} audit rows", request_id, exc)
+            raise AuditUnavailable() from None
 
-    def _audit(self, entries: list[AuditEntry]) -> None:
+    def _audit(self, entries: list[AuditEntry], request_id: str) -> None:
         """Written before the answer leaves: no audit row, no answer."""
         try:
             self.audit_writer.write(entries)
         except Exception as exc:
-            log.exception("could not write %d audit rows", len(entries))
-            raise _audit_unavailable() from exc
-
-
-def _audit_unavailable() -> ApiError:
-    return ApiError(503, "audit_unavailable", "the decision could not be recorded in the audit log, "
-                    "so it is not answered; try again shortly.")
+            _log_failure(f"could not write {len(entries)} audit rows", request_id, exc)
+            raise AuditUnavailable() from None
 
 
 # The single-score route is a plain async route, not a class view like the others: BentoML resolves a
@@ -373,4 +466,16 @@ async def score(body: schemas.ScoreRequest, request: Request,
     return await service.score_one(body, request, principal)
 
 
-CoopScore.add_asgi_middleware(JsonNotFound)  # outermost: even unrouted paths answer in JSON
+@api.post("/scores:batch", response_model=schemas.BatchScoreResponse)
+async def score_batch(body: schemas.BatchScoreRequest, request: Request,
+                      principal: Principal = Security(authenticate)) -> Response:
+    """Score 1 to 1,000 applications (at most 31 distinct as_of dates); each result is a score or
+    that item's error, in order."""
+    service: CoopScore = request.app.state.service
+    return await service.score_many(body, request, principal)
+
+
+# BentoML wraps the app in these in the order added, the first outermost (inside its own timeout,
+# metrics and access-log middlewares): the headers also reach JsonNotFound's rewritten 404.
+CoopScore.add_asgi_middleware(SecurityHeaders)
+CoopScore.add_asgi_middleware(JsonNotFound)  # even unrouted paths answer in JSON

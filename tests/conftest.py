@@ -42,7 +42,7 @@ def clean_dir(pipeline_home) -> Path:
     return pipeline_home.clean
 
 
-ALL_SCOPES = ("scores:read", "scores:batch", "consents:write", "audit:read")
+BANK_SCOPES = ("scores:read", "scores:batch")  # what a partner bank's key may hold
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +56,14 @@ def records(pipeline_home):
 
 @pytest.fixture(scope="session")
 def bank_token(records) -> str:
-    """A partner bank with every scope; its token goes in `Authorization: Bearer ...`."""
-    return records.add_bank("testbank", "Test bank", ALL_SCOPES).token
+    """A partner bank with both scoring scopes; its token goes in `Authorization: Bearer ...`."""
+    return records.add_bank("testbank", "Test bank", BANK_SCOPES).token
+
+
+@pytest.fixture(scope="session")
+def platform_token(records) -> str:
+    """The platform's own key (consents:write, audit:read): the only principal that writes consents."""
+    return records.add_platform("platform", "E-cooperative platform").token
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +72,10 @@ def grant(records):
     from datetime import datetime, timedelta, timezone
 
     def _grant(subject_type: str, subject_id: str, bank_id: str = "testbank") -> str:
-        row = records.grant_consent(subject_type, subject_id, bank_id,
-                                    expires_at=datetime.now(timezone.utc) + timedelta(days=365))
+        from serving.records import Operator
+
+        row = records.grant_consent(subject_type, subject_id, bank_id, purpose="credit_scoring",
+                                    expires_at=datetime.now(timezone.utc) + timedelta(days=364),
+                                    source="operator", actor=Operator("tests"))
         return row["consent_id"]
     return _grant

@@ -186,11 +186,20 @@ def _with_consented_ids(strategy, ids: list[str]):
     return st.tuples(strategy, st.sampled_from(ids), st.booleans()).map(swap)
 
 
+PLATFORM_PATHS = ("/consents", "/revoke", "/access-log")  # the platform's own endpoints
+
+
+def _key_for(path: str, bank_token: str, platform_token: str) -> dict:
+    """The platform's key on its endpoints, the bank's on the others: the fuzz reaches the handlers."""
+    token = platform_token if path.endswith(PLATFORM_PATHS) else bank_token
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_fuzz_every_operation(api, bank_token, consented, tally, mode):
+def test_fuzz_every_operation(api, bank_token, platform_token, consented, tally, mode):
     schema, base_url = api
-    headers = {"Authorization": f"Bearer {bank_token}"}
     for op in _operations(schema):
+        headers = _key_for(op.path, bank_token, platform_token)
         strategy = op.as_strategy(generation_mode=mode)
         if mode is GenerationMode.POSITIVE and op.method.upper() == "POST" and "/scores" in op.path:
             strategy = _with_consented_ids(strategy, consented)
@@ -212,11 +221,14 @@ def test_fuzz_every_operation(api, bank_token, consented, tally, mode):
     assert not mine, f"{len(mine)} requests got a 5xx or no answer:\n" + json.dumps(mine[:5], indent=2)
 
 
-def test_spec_examples_and_valid_requests_answer(api, bank_token, consented, tally):
+def test_spec_examples_and_valid_requests_answer(api, bank_token, platform_token, consented, tally):
     """The spec's own examples, and hand-made valid requests that must reach the scorer (200/201),
     through the same checks."""
+    from datetime import datetime, timedelta, timezone
+
     schema, base_url = api
     headers = {"Authorization": f"Bearer {bank_token}"}
+    platform = {"Authorization": f"Bearer {platform_token}"}
     ops = {(op.method.upper(), op.path): op for op in _operations(schema)}
 
     def op(method, suffix):
@@ -229,7 +241,8 @@ def test_spec_examples_and_valid_requests_answer(api, bank_token, consented, tal
             @hypothesis.settings(max_examples=5, derandomize=True, database=None, deadline=None,
                                  suppress_health_check=list(HealthCheck))
             def run(case):
-                _send(case, operation.label, "examples", base_url, headers, tally)
+                _send(case, operation.label, "examples", base_url,
+                      _key_for(operation.path, bank_token, platform_token), tally)
             run()
             examples += 1
 
@@ -251,19 +264,22 @@ def test_spec_examples_and_valid_requests_answer(api, bank_token, consented, tal
     assert [x["status"] != "rejected" for x in results] == [True] * len(consented) + [False]
 
     grant = op("POST", "/consents")
+    until = (datetime.now(timezone.utc) + timedelta(days=200)).isoformat()
     r = _send(grant.Case(body={"subject_type": "member", "subject_id": consented[1],
-                               "bank_id": "testbank", "expires_at": "2099-12-31T00:00:00Z"}),
-              grant.label, "valid", base_url, headers, tally)
+                               "bank_id": "testbank", "purpose": "credit_scoring", "expires_at": until,
+                               "source": "application_form"}),
+              grant.label, "valid", base_url, platform, tally)
     assert r is not None and r.status_code == 201, r and r.text
     revoke = op("POST", "/revoke")
-    r = _send(revoke.Case(path_parameters={"consent_id": r.json()["consent_id"]}),
-              revoke.label, "valid", base_url, headers, tally)
+    r = _send(revoke.Case(path_parameters={"consent_id": r.json()["consent_id"]},
+                          body={"source": "member_page"}),
+              revoke.label, "valid", base_url, platform, tally)
     assert r is not None and r.status_code == 200, r and r.text
 
     for suffix in ("/consents", "/access-log"):
         get = op("GET", suffix)
         r = _send(get.Case(path_parameters={"subject_type": "member", "subject_id": member}),
-                  get.label, "valid", base_url, headers, tally)
+                  get.label, "valid", base_url, platform, tally)
         assert r is not None and r.status_code == 200 and r.json(), r and r.text
     for suffix in ("/reason-codes", "/status"):
         get = op("GET", suffix)

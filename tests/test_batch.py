@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving import schemas
+from scoring import schemas
 from serving.batch import score_file
-from serving.scorer import Scorer
+from scoring.scorer import Scorer
 
 
 @pytest.fixture(scope="module")

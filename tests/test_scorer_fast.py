@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from features import engine
-from serving import schemas
-from serving.scorer import ApiError, Scorer, explain_matrix, top_reasons
+from scoring import schemas
+from scoring.scorer import ApiError, Scorer, explain_matrix, top_reasons
 from training.dataset import application_spine
 
 # The catalogue's SQL for the application features before they became on-demand numpy

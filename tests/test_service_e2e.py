@@ -79,10 +79,11 @@ def test_score_a_cooperative(server, pipeline_home, grant):
     assert response.json()["model"]["name"] == "coopscore-cooperative"
 
 
-def test_unknown_id_is_404_with_a_message(server):
+def test_unknown_id_is_refused_like_an_unconsented_one(server):
+    """A bank cannot tell an id that does not exist from one that did not consent to it."""
     response = server.post("/v1/scores", json=_body("TV9999999"))
-    assert response.status_code == 404
-    assert "TV9999999" in response.json()["message"]
+    assert response.status_code == 403
+    assert response.json()["error"] == "no_consent" and "TV9999999" in response.json()["message"]
 
 
 @pytest.mark.parametrize("change,field", [
@@ -161,35 +162,46 @@ def test_without_consent_the_answer_is_403_with_the_reason_and_it_is_audited(ser
     response = server.post("/v1/scores", json=_body(stranger))
     assert response.status_code == 403
     assert response.json()["error"] == "no_consent"
-    assert "no consent recorded for bank testbank" in response.json()["message"]
+    assert "no active consent for testbank" in response.json()["message"]
     assert records.audit_count(subject_id=stranger) == before + 1
 
 
-def test_consent_through_the_api_then_revoked(server, pipeline_home):
+def test_consent_through_the_api_then_revoked(server, pipeline_home, platform_token):
+    """The platform records a consent, the bank scores, the platform records the withdrawal."""
+    from datetime import datetime, timedelta, timezone
+
     snap = pd.read_parquet(pipeline_home.features / "snapshot.parquet")
     subject = snap[(snap.entity_type == "member") & (snap.transactions_365d > 40)].entity_id.iloc[-2]
-    granted = server.post("/v1/consents", json={
-        "subject_type": "member", "subject_id": subject, "bank_id": "testbank",
-        "expires_at": "2099-01-01T00:00:00Z"})
+    platform = {"Authorization": f"Bearer {platform_token}"}
+    until = (datetime.now(timezone.utc) + timedelta(days=180)).isoformat()
+    body = {"subject_type": "member", "subject_id": subject, "bank_id": "testbank",
+            "purpose": "credit_scoring", "expires_at": until, "source": "application_form"}
+    granted = server.post("/v1/consents", json=body, headers=platform)
     assert granted.status_code == 201, granted.text
+    assert granted.json()["granted_by"]
     assert server.post("/v1/scores", json=_body(subject)).status_code == 200
-    revoked = server.post(f"/v1/consents/{granted.json()['consent_id']}/revoke")
+    revoked = server.post(f"/v1/consents/{granted.json()['consent_id']}/revoke",
+                          json={"source": "member_page"}, headers=platform)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     refused = server.post("/v1/scores", json=_body(subject))
     assert refused.status_code == 403 and "revoked" in refused.json()["message"]
-    log = server.get(f"/v1/subjects/member/{subject}/access-log").json()
-    assert [e["http_status"] for e in log[:2]] == [403, 200]
-    assert {e["bank_id"] for e in log} == {"testbank"}
-    unknown = server.post("/v1/consents", json={
-        "subject_type": "member", "subject_id": "TV9999999", "bank_id": "testbank",
-        "expires_at": "2099-01-01T00:00:00Z"})
+    log = server.get(f"/v1/subjects/member/{subject}/access-log", headers=platform).json()
+    scores = [e for e in log if e["endpoint"] == "/v1/scores"]
+    assert [e["http_status"] for e in scores[:2]] == [403, 200]
+    assert {e["bank_id"] for e in scores} == {"testbank"}
+    unknown = server.post("/v1/consents", json={**body, "subject_id": "TV9999999"}, headers=platform)
     assert unknown.status_code == 404
+    bad_purpose = server.post("/v1/consents", json={**body, "purpose": "marketing"}, headers=platform)
+    assert bad_purpose.status_code == 422
+    assert [f["field"] for f in bad_purpose.json()["fields"]] == ["purpose"]
 
 
 def test_each_answer_is_audited_with_the_model_version_and_a_feature_hash(server, records, member):
     response = server.post("/v1/scores", json=_body(member.member_id), headers={"X-Request-Id": "audit-check-1"})
     assert response.status_code == 200
-    [entry] = [e for e in records.access_log("member", member.member_id) if e["request_id"] == "audit-check-1"]
+    [entry] = [e for e in records.access_log("member", member.member_id)
+               if e["request_id"] == response.json()["request_id"]]
+    assert entry["client_request_id"] == "audit-check-1"
     assert entry["bank_id"] == "testbank" and entry["outcome"] == "scored"
     assert entry["model_version"] == response.json()["model"]["version"]
     assert len(entry["features_sha256"]) == 64
@@ -222,7 +234,7 @@ def test_batch_keeps_order_and_reports_each_items_error(server, member):
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["status"] for r in results] == ["scored", "rejected", "rejected", "scored"]
-    assert results[1]["http_status"] == 404 and results[1]["index"] == 1
+    assert results[1]["http_status"] == 403 and results[1]["index"] == 1  # as if not consented
     assert results[2]["http_status"] == 422 and "Decree 156/2025" in results[2]["message"]
     single = server.post("/v1/scores", json=items[0]).json()
     assert results[0]["pd"] == pytest.approx(single["pd"], abs=1e-12)
