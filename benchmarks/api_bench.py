@@ -90,7 +90,7 @@ def build_home(home: Path, members: int, cooperatives: int) -> Paths:
 
 def bank_and_consents(paths: Paths, member_ids: list[str]) -> tuple[str, dict]:
     """The bank "bench" (a new key if it exists already) and a year's consent for each member."""
-    from serving.records import Records
+    from serving.records import Operator, Records
 
     with Records(paths) as records:
         scopes = ["scores:read", "scores:batch"]
@@ -98,9 +98,10 @@ def bank_and_consents(paths: Paths, member_ids: list[str]) -> tuple[str, dict]:
             token = records.add_bank(BANK, "Benchmark bank", scopes).token
         except ValueError:
             token = records.issue_key(BANK, scopes).token
-        expires = datetime.now(timezone.utc) + timedelta(days=365)
+        expires = datetime.now(timezone.utc) + timedelta(days=364)
         for member_id in member_ids:
-            records.grant_consent("member", member_id, BANK, expires_at=expires)
+            records.grant_consent("member", member_id, BANK, purpose="credit_scoring", expires_at=expires,
+                                  source="operator", actor=Operator("benchmark"))
         before = records.audit_count(bank_id=BANK, http_status=200)
     return token, {"audit_200_before": before}
 

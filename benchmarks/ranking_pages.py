@@ -40,7 +40,7 @@ from serving.launcher import start_server, stop_server
 from serving.service import WORKERS
 
 ROOT = Path(__file__).resolve().parents[1]
-FUND = "bench-fund"
+FUND = "demo-bank"  # a lender of the generated data (data_contracts.vocabulary.LENDERS): its queue is non-empty
 
 
 def positive_int(text: str) -> int:
@@ -134,16 +134,17 @@ def time_at_scale(rows: int) -> dict:
 def fund_with_consents(paths: Paths, member_ids) -> str:
     """The fund's console key (a new key if the fund exists) and a year's consent of every member
     in the console queue, as the members gave it when they applied."""
-    from serving.records import Records
+    from serving.records import Operator, Records
 
     with Records(paths) as records:
         try:
             key = records.add_bank(FUND, "Benchmark development fund", ["console"]).token
         except ValueError:
             key = records.issue_key(FUND, ["console"]).token
-        until = datetime.now(timezone.utc) + timedelta(days=365)
+        until = datetime.now(timezone.utc) + timedelta(days=364)
         for member_id in sorted(set(member_ids)):
-            records.grant_consent("member", member_id, FUND, expires_at=until, source="api")
+            records.grant_consent("member", member_id, FUND, purpose="credit_scoring", expires_at=until,
+                                  source="application_form", actor=Operator("benchmark"))
     return key
 
 
@@ -152,7 +153,7 @@ def choose_pages(paths: Paths, frame) -> dict:
     application from a ranked member (scored on the applicant page) and that member's own page."""
     from serving.web.applications import recent_member_applications
 
-    queue = recent_member_applications(paths)
+    queue = recent_member_applications(paths, lender_id=FUND)
     ranked = set(frame.loc[frame["status"] == "ranked", "member_id"])
     application = next((r for r in queue.itertuples() if r.entity_id in ranked), None)
     if application is None:

@@ -8,7 +8,8 @@
     coopscore score --input applications.csv --output scores.parquet
     coopscore rank [--as-of 2026-01-01] [--months 6]
     coopscore demo [--rebuild]
-    coopscore banks add|list|revoke, coopscore consents grant|revoke|list, coopscore audit
+    coopscore banks add|list|revoke, coopscore platform add-key, coopscore consents grant|revoke|list
+    coopscore audit show|verify, coopscore records grant ROLE
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from coopscore.paths import Paths, get_paths
-from coopscore.records_cli import audit_cmd, banks_app, consents_app
+from coopscore.records_cli import audit_app, banks_app, consents_app, platform_app, records_app
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # our own progress says what happens
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -37,7 +38,9 @@ console = Console()
 # The service's records: partner banks and their API keys, members' consents, the audit log.
 app.add_typer(banks_app, name="banks")
 app.add_typer(consents_app, name="consents")
-app.command("audit")(audit_cmd)
+app.add_typer(platform_app, name="platform")
+app.add_typer(audit_app, name="audit")
+app.add_typer(records_app, name="records")
 
 
 def fail(message: str) -> None:

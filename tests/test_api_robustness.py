@@ -38,14 +38,15 @@ def member_id(home) -> str:
 def server(home, member_id):
     from datetime import datetime, timedelta, timezone
 
-    from serving.records import Records
+    from serving.records import Operator, Records
 
     with Records(home) as records:
         tokens = {bank: records.add_bank(bank, bank, ["scores:read"]).token
                   for bank in ("robust-bank", "slow-bank")}
         for bank in tokens:
-            records.grant_consent("member", member_id, bank,
-                                  expires_at=datetime.now(timezone.utc) + timedelta(days=30))
+            records.grant_consent("member", member_id, bank, purpose="credit_scoring",
+                                  expires_at=datetime.now(timezone.utc) + timedelta(days=30),
+                                  source="operator", actor=Operator("tests"))
     proc, base = start_server(home.home, env={"COOPSCORE_RELOAD_SECONDS": "1",
                                               "COOPSCORE_RATE_LIMITS": "slow-bank=0.5/5"})
     with httpx.Client(base_url=base, timeout=30,
