@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coopscore.paths import get_paths
+from settings.paths import get_paths
 
 banks_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Banks that may call the scoring API, and their API keys.")

@@ -18,7 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from coopscore.paths import Paths
+from settings import reset_settings
+from settings.paths import Paths
 from serving.records import (SCOPES, AuditEntry, AuthError, Operator, Records, RecordsError, features_sha256)
 from serving.records import store as store_module
 from serving.records.db import database_url
@@ -353,11 +354,20 @@ def test_features_fingerprint_is_stable():
 
 # ---- configuration ----------------------------------------------------------------------------
 
-def test_default_is_sqlite_under_home_and_the_variable_overrides_it(tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_settings():
+    """Settings are read once per process: forget them before and after a test that changes the environment."""
+    reset_settings()
+    yield
+    reset_settings()
+
+
+def test_default_is_sqlite_under_home_and_the_variable_overrides_it(tmp_path, monkeypatch, fresh_settings):
     monkeypatch.delenv("COOPSCORE_DATABASE_URL", raising=False)
     assert database_url(Paths(tmp_path)) == f"sqlite:///{tmp_path / 'service' / 'records.db'}"
     assert (tmp_path / "service").is_dir()
     monkeypatch.setenv("COOPSCORE_DATABASE_URL", "postgresql+psycopg://u@db/x")
+    reset_settings()
     assert database_url(Paths(tmp_path)) == "postgresql+psycopg://u@db/x"
 
 
@@ -390,7 +400,7 @@ def test_sqlite_in_a_folder_that_cannot_exist_says_what_to_check(tmp_path):
 
 # ---- command line -----------------------------------------------------------------------------
 
-def test_cli_banks_and_consents(tmp_path, monkeypatch):
+def test_cli_banks_and_consents(tmp_path, monkeypatch, fresh_settings):
     from coopscore import records_cli
     from coopscore.records_cli import audit_app, banks_app, consents_app
 

@@ -13,7 +13,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from coopscore.paths import Paths
+from settings import get_settings
+from settings.paths import Paths
 
 ENV_VAR = "COOPSCORE_DATABASE_URL"
 
@@ -23,8 +24,8 @@ class RecordsError(RuntimeError):
 
 
 def database_url(paths: Paths) -> str:
-    """COOPSCORE_DATABASE_URL if set, else a SQLite file in the home's service folder."""
-    url = os.environ.get(ENV_VAR, "").strip()
+    """COOPSCORE_DATABASE_URL (read once, by settings) if set, else a SQLite file in the home's service folder."""
+    url = get_settings().database_url
     if url:
         return url
     folder = paths.home / "service"

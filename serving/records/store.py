@@ -24,7 +24,8 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
 
-from coopscore.paths import Paths, get_paths
+from settings import get_settings
+from settings.paths import Paths, get_paths
 from serving.records import chain
 from serving.records.db import RecordsError, database_url, masked, open_engine
 from serving.records.migrations import ensure_schema
@@ -324,7 +325,9 @@ class Records:
     """The service's own records; open once per process and share between threads."""
 
     def __init__(self, paths: Paths | None = None, url: str | None = None,
-                 consent_max_days: int = CONSENT_MAX_DAYS):
+                 consent_max_days: int | None = None):
+        if consent_max_days is None:  # COOPSCORE_CONSENT_MAX_DAYS, default CONSENT_MAX_DAYS
+            consent_max_days = get_settings().consent_max_days
         if isinstance(consent_max_days, bool) or not isinstance(consent_max_days, int) \
                 or not 1 <= consent_max_days <= 3660:
             raise ValueError(f"consent_max_days must be a whole number of days from 1 to 3660, not "

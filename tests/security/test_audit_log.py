@@ -22,7 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
-from coopscore.paths import Paths
+from settings import reset_settings
+from settings.paths import Paths
 from serving.records import AuditEntry, Records, RecordsError
 from serving.records.chain import row_hash
 from serving.records.migrations import upgrade
@@ -43,6 +44,14 @@ def entry(i: int, **kw) -> AuditEntry:
                   client_request_id=f"client-{i}")
     values.update(kw)
     return AuditEntry(**values)
+
+
+@pytest.fixture
+def fresh_settings():
+    """Settings are read once per process: forget them before and after a test that changes the environment."""
+    reset_settings()
+    yield
+    reset_settings()
 
 
 # ---- PostgreSQL: an owner role and a service role ---------------------------------------------
@@ -307,7 +316,7 @@ def test_verify_names_two_swapped_rows(log):
     assert (report.first_bad_id, report.problem) == (3, "reordered") and "row 4" in report.detail
 
 
-def test_audit_verify_command_exits_non_zero_naming_the_row(tmp_path, monkeypatch):
+def test_audit_verify_command_exits_non_zero_naming_the_row(tmp_path, monkeypatch, fresh_settings):
     from coopscore.records_cli import audit_app
 
     monkeypatch.setenv("COOPSCORE_HOME", str(tmp_path))
@@ -385,7 +394,7 @@ def test_the_records_file_and_its_journal_are_private(tmp_path):
     assert stat.S_IMODE(Path(folder).stat().st_mode) & 0o077 == 0  # and the folder is the owner's alone
 
 
-def test_the_documented_setup_migrates_as_owner_then_grants_the_service_role(cluster, tmp_path, monkeypatch):
+def test_the_documented_setup_migrates_as_owner_then_grants_the_service_role(cluster, tmp_path, monkeypatch, fresh_settings):
     """docs/records.md: `python -m serving.records.migrations upgrade head` and `coopscore records grant
     ROLE`, both with the owner's URL; then the service connects as its own role."""
     import subprocess

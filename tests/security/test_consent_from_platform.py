@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
-from coopscore.paths import Paths
+from settings.paths import Paths
 from serving.records import (CONSENT_MAX_DAYS, PURPOSES, NotAllowed, Operator, Principal, Records,
                              RecordsError)
 from serving.records.migrations import upgrade
 
-from .test_audit_log import cluster, roles  # noqa: F401 - fixtures
+from .test_audit_log import cluster, fresh_settings, roles  # noqa: F401 - fixtures
 
 NOW = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
 SOON = NOW + timedelta(days=90)
@@ -92,7 +92,7 @@ def test_a_lender_key_can_never_hold_a_platform_scope(world, tmp_path, monkeypat
     assert bank.scopes == {"scores:read", "console"} and platform.scopes == {"consents:write", "audit:read"}
 
 
-def test_the_cli_gives_a_bank_no_platform_scope_and_the_platform_no_scoring(tmp_path, monkeypatch):
+def test_the_cli_gives_a_bank_no_platform_scope_and_the_platform_no_scoring(tmp_path, monkeypatch, fresh_settings):
     from coopscore.records_cli import banks_app, platform_app
 
     monkeypatch.setenv("COOPSCORE_HOME", str(tmp_path))

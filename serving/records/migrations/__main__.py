@@ -12,7 +12,7 @@ import sys
 
 from alembic.config import CommandLine
 
-from coopscore.paths import get_paths
+from settings.paths import get_paths
 from serving.records.db import database_url
 from serving.records.migrations import alembic_config
 
