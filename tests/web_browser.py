@@ -91,3 +91,43 @@ class ThreadServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+# -- the console in-process (Starlette's TestClient), for tests where a browser adds nothing ---------
+def fund_key(records, bank_id: str, scopes=("console",)) -> str:
+    """A console key of the lender `bank_id` (registered on first use: one records store per session)."""
+    if bank_id in {b["bank_id"] for b in records.list_banks()}:
+        return records.issue_key(bank_id, list(scopes)).token
+    return records.add_bank(bank_id, f"Fund {bank_id}", list(scopes)).token
+
+
+def consent(records, member_id: str, bank_id: str) -> str:
+    """The member's consent for the fund, recorded as the platform's operator would; its id."""
+    from datetime import datetime, timedelta, timezone
+
+    from serving.records import Operator
+
+    return records.grant_consent("member", member_id, bank_id, purpose="credit_scoring",
+                                 expires_at=datetime.now(timezone.utc) + timedelta(days=300),
+                                 source="operator", actor=Operator("tests"))["consent_id"]
+
+
+def console_client(paths, records, scorer):
+    """A TestClient on the web app with the service's state (paths, records, scorer)."""
+    from starlette.testclient import TestClient
+
+    from serving.web.app import web
+
+    web.state.paths, web.state.records, web.state.scorer = paths, records, scorer
+    return TestClient(web, follow_redirects=False)
+
+
+def sign_in(client, key: str) -> str:
+    """Sign `client` in with a console key; returns the page's CSRF token."""
+    import re
+
+    response = client.post("/console/login", data={"api_key": key})
+    assert response.status_code == 303, response.text
+    page = client.get("/console")
+    assert page.status_code == 200, page.text
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)

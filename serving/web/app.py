@@ -11,14 +11,16 @@
 
 The service hands the app its Scorer and Records (`web.state.scorer`, `web.state.records`); the
 member page reads the ranking through `ranking.rank` / `ranking.advice` when they exist.
-Every console request re-reads the session's key (revoked or expired: back to sign-in) and shows a
-member's score only under an active consent for the officer's fund, auditing each disclosure
-(`serving/web/disclosure.py`).
-"""
+Every console request re-reads the session's key (revoked or expired: back to sign-in) and the
+server-side session (ended by logout: back to sign-in). A fund sees only the applications addressed
+to it (`lender_id` == the officer's bank id): another fund's application answers like an unknown
+one (404), audited as a refusal. A row without the member's active consent for the fund shows its
+reference (id, date) and nothing personal; every row shown is audited (`serving/web/disclosure.py`).
+A decision is re-scored for the amount and term decided, and refused when the scorer refuses.
+""" 
 from __future__ import annotations
 
-import csv
-import io
+import hmac
 import json
 import logging
 import math
@@ -26,7 +28,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -38,16 +40,18 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from coopscore.paths import Paths, get_paths
+from settings import Paths, get_paths
 from features.catalogue import FEATURES_BY_NAME
 from serving import schemas
 from serving.errors import ApiError
 from serving.records import AuditEntry, AuthError, features_sha256
-from serving.web import charts, disclosure, links
-from serving.web.applications import QUEUE_SIZE, recent_member_applications
+from data_contracts.vocabulary import LENDERS
+from serving.web import charts, disclosure, links, safe_csv
+from serving.web.applications import QUEUE_SIZE, find_application, recent_member_applications
 from serving.web.texts import text
 
 log = logging.getLogger("coopscore.web")
+log.addFilter(links.redact_member_tokens)  # our own messages never carry a member's link either
 HERE = Path(__file__).parent
 SESSION_COOKIE = "coopscore_session"
 GRADES = ("A", "B", "C", "D", "E", "F")
@@ -141,7 +145,7 @@ async def _audit_unavailable(request: Request, exc: AuditUnavailable) -> Respons
 
 @web.exception_handler(Exception)
 async def _unexpected(request: Request, exc: Exception) -> HTMLResponse:
-    log.exception("unexpected error on %s", request.url.path)
+    log.exception("unexpected error on %s", request.url.path)  # paths redacted by the filter
     return _error_page(request, 500, "error")
 
 
@@ -169,9 +173,11 @@ def member_page(request: Request, token: str) -> HTMLResponse:
     if "." not in token and RAW_ID.match(token):
         return _error_page(request, 404, "not_found")  # a raw id is never a page
     try:
-        member_id = links.verify(token, _secret(request))
+        member_id, version = links.verify_link(token, _secret(request))
     except links.InvalidToken:
         return _error_page(request, 403, "forbidden")
+    if version != request.app.state.records.member_link_version(member_id):
+        return _error_page(request, 403, "forbidden")  # revoked: every earlier link of the member
     lang = _lang(request)
     api = _ranking_api(request)
     ranking, history, actions, problem = None, [], [], None
@@ -186,7 +192,7 @@ def member_page(request: Request, token: str) -> HTMLResponse:
                 scorer = getattr(request.app.state, "scorer", None)  # the service's: no second load
                 actions = list(advice.advise(scorer or _paths(request), member_id) or [])[:3]
         except (FileNotFoundError, LookupError) as exc:
-            log.info("no ranking for %s: %s", member_id, exc)
+            log.info("no ranking for this member: %s", type(exc).__name__)  # no id in the logs
             ranking = None
         if ranking is None:
             problem = "no_data"
@@ -200,27 +206,33 @@ def member_page(request: Request, token: str) -> HTMLResponse:
 
 # -- the officers' console: sessions -----------------------------------------------------------
 class Officer:
-    def __init__(self, bank_id: str, key_id: str, nonce: str, secret: bytes):
-        self.bank_id, self.key_id = bank_id, key_id
-        self.csrf = links.csrf_token(nonce, secret)
+    """A signed-in loan officer: their fund (`bank_id`, a lender), key, session and CSRF token."""
+
+    def __init__(self, bank_id: str, key_id: str, session_id: str, secret: bytes):
+        self.bank_id, self.key_id, self.session_id = bank_id, key_id, session_id
+        self.csrf = links.csrf_token(session_id, secret)
 
 
 def _officer(request: Request) -> Officer | None:
-    """The signed-in officer, None without a valid session cookie; raises SessionEnded when the
-    session's key is no longer live. The key is re-read on every request (one indexed SELECT,
-    no cache): a revoked officer must not keep a 30-minute cookie's worth of access."""
+    """The signed-in officer, None without a valid cookie of a live server-side session (logged
+    out: a replayed cookie signs nobody in); raises SessionEnded when the session's key is no
+    longer live. Key and session are re-read on every request (two indexed SELECTs, no cache): a
+    revoked officer must not keep a 30-minute cookie's worth of access."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
     try:
-        bank_id, key_id, nonce = links.verify_session(cookie, _secret(request))
+        bank_id, key_id, session_id = links.verify_session(cookie, _secret(request))
     except links.InvalidToken:
         return None
-    principal = request.app.state.records.key_principal(key_id)
-    if principal is None or principal.bank_id != bank_id \
+    records = request.app.state.records
+    if not records.session_live(session_id):
+        return None
+    principal = records.key_principal(key_id)
+    if principal is None or principal.bank_id != bank_id or principal.kind != "lender" \
             or not any(s in principal.scopes for s in OFFICER_SCOPES):
         raise SessionEnded(key_id)
-    return Officer(bank_id, key_id, nonce, _secret(request))
+    return Officer(bank_id, key_id, session_id, _secret(request))
 
 
 def _audit(request: Request, entries: list[AuditEntry]) -> None:
@@ -235,7 +247,6 @@ def _audit(request: Request, entries: list[AuditEntry]) -> None:
 
 
 def _csrf_ok(officer: Officer, given: str | None) -> bool:
-    import hmac  # noqa: PLC0415
     return bool(given) and hmac.compare_digest(given, officer.csrf)
 
 
@@ -250,11 +261,14 @@ def login(request: Request, api_key: str = Form("")) -> Response:
         principal = records.authenticate(api_key.strip())
     except AuthError:
         return render(request, "login.html", status=401, error="login_failed")
-    if not any(s in principal.scopes for s in OFFICER_SCOPES):
+    if principal.kind != "lender" or not any(s in principal.scopes for s in OFFICER_SCOPES):
         return render(request, "login.html", status=403, error="login_scope")
+    session_id = records.start_session(
+        principal.bank_id, principal.key_id,
+        datetime.now(timezone.utc) + timedelta(seconds=links.SESSION_SECONDS))
     response = RedirectResponse(f"{_prefix(request)}/console", status_code=303)
     response.set_cookie(SESSION_COOKIE, links.session_token(principal.bank_id, principal.key_id,
-                                                            _secret(request)),
+                                                            session_id, _secret(request)),
                         max_age=links.SESSION_SECONDS, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path=_prefix(request) or "/")
     return response
@@ -262,6 +276,13 @@ def login(request: Request, api_key: str = Form("")) -> Response:
 
 @web.post("/console/logout")
 def logout(request: Request, csrf: str = Form("")) -> Response:
+    """Ends the session on the server; needs the page's CSRF token (a forged cross-site logout is
+    refused with 403 and the session stays live)."""
+    officer = _officer(request)
+    if officer is not None:
+        if not _csrf_ok(officer, csrf):
+            return _error_page(request, 403, "forbidden")
+        request.app.state.records.end_session(officer.session_id)
     response = _to_login(request)
     response.delete_cookie(SESSION_COOKIE, path=_prefix(request) or "/")
     return response
@@ -272,22 +293,24 @@ _queue_lock = threading.Lock()
 _queue_cache: dict[tuple, pd.DataFrame] = {}
 
 
-def _queue(request: Request) -> pd.DataFrame:
-    """The most recent QUEUE_SIZE member applications, scored (vectorised) for their amount and
-    term on the latest data; cached per process until the member model or the snapshot changes.
+def _queue(request: Request, lender_id: str) -> pd.DataFrame:
+    """The most recent QUEUE_SIZE member applications addressed to `lender_id`, scored (vectorised)
+    for their amount and term on the latest data; cached per process and lender until the member
+    model or the snapshot changes. A lender no application is addressed to has an empty queue.
     Never shown as is: `_shown` hides what this officer's fund may not see."""
     scorer = request.app.state.scorer
-    key = (str(_paths(request).home), scorer.served_version("member"), scorer.snapshot_date)
+    key = (str(_paths(request).home), scorer.served_version("member"), scorer.snapshot_date, lender_id)
     with _queue_lock:
         if key in _queue_cache:
             return _queue_cache[key]
-        apps = recent_member_applications(_paths(request), QUEUE_SIZE)
+        apps = recent_member_applications(_paths(request), QUEUE_SIZE if lender_id in LENDERS else 0,
+                                          lender_id if lender_id in LENDERS else None)
         requests = [schemas.ScoreRequest.model_construct(
             subject_type="member", subject_id=r.entity_id, as_of_date=None,
             application=schemas.Application.model_construct(
                 amount_vnd=int(r.requested_amount_vnd), term_months=int(r.term_months),
                 purpose=r.purpose)) for r in apps.itertuples()]
-        results = scorer.score_many(requests)
+        results = scorer.score_many(requests) if requests else []
         apps["score"] = [r.score if not isinstance(r, ApiError) and r.score is not None else np.nan
                          for r in results]
         apps["pd"] = [r.pd if not isinstance(r, ApiError) and r.pd is not None else np.nan for r in results]
@@ -298,7 +321,8 @@ def _queue(request: Request) -> pd.DataFrame:
         apps["model_name"] = [r.model.name if r else None for r in ok]
         apps["model_version"] = [r.model.version if r else None for r in ok]
         apps["as_of_date"] = pd.Series([r.as_of_date if r else None for r in ok], dtype=object)
-        _queue_cache.clear()
+        for old in [k for k in _queue_cache if k[:3] != key[:3]]:  # another model or snapshot
+            del _queue_cache[old]
         _queue_cache[key] = apps
         return apps
 
@@ -308,20 +332,21 @@ SORTS = {"score": ("score", True), "-score": ("score", False),
          "date": ("application_date", True), "-date": ("application_date", False)}
 
 
-def _shown(request: Request, officer: Officer) -> pd.DataFrame:
-    """The queue as this officer's fund may see it now: consent is checked on every page load."""
-    queue = _queue(request)
+def _shown(request: Request, officer: Officer) -> tuple[pd.DataFrame, pd.Series]:
+    """The queue as this officer's fund may see it now (consent is checked on every page load),
+    and the member id of each row by index (for the audit rows only, never shown)."""
+    queue = _queue(request, officer.bank_id)
     consents = disclosure.consents_of(request.app.state.records, officer.bank_id, queue["entity_id"])
-    return disclosure.for_fund(queue, consents)
+    return disclosure.for_fund(queue, consents), queue["entity_id"]
 
 
 def _filtered(request: Request, shown: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     q = request.query_params
     filters = {k: q.get(k, "").strip() for k in ("cooperative", "province", "sector", "grade")}
     sort = q.get("sort", "-score") if q.get("sort", "-score") in SORTS else "-score"
-    df = shown
+    df = shown  # blanked values match no filter: a filter cannot reveal an unconsented row
     if filters["cooperative"]:
-        df = df[df["cooperative_id"].str.upper() == filters["cooperative"].upper()]
+        df = df[df["cooperative_id"].fillna("").str.upper() == filters["cooperative"].upper()]
     if filters["province"]:
         df = df[df["province"] == filters["province"]]
     if filters["sector"]:
@@ -342,9 +367,10 @@ def console(request: Request) -> HTMLResponse:
     officer = _officer(request)
     if officer is None:
         return render(request, "login.html", error=None)
-    full = _shown(request, officer)
+    full, members = _shown(request, officer)
     df, chosen = _filtered(request, full)
-    _audit(request, disclosure.listed(officer.bank_id, officer.key_id, df, "/app/console", "listed"))
+    _audit(request, disclosure.listed(officer.bank_id, officer.key_id, df, members, "/app/console",
+                                      "listed"))
     return render(request, "queue.html", officer=officer, rows=df.to_dict("records"), chosen=chosen,
                   total=len(full), no_consent=int((df["consent"] != "active").sum()),
                   provinces=sorted(full["province"].dropna().unique()),
@@ -358,28 +384,35 @@ def export_csv(request: Request) -> Response:
     officer = _officer(request)
     if officer is None:
         return _to_login(request)
-    df, _ = _filtered(request, _shown(request, officer))
-    _audit(request, disclosure.listed(officer.bank_id, officer.key_id, df, "/app/console/export.csv",
-                                      "exported"))
-    out = io.StringIO()
+    shown, members = _shown(request, officer)
+    df, _ = _filtered(request, shown)
+    _audit(request, disclosure.listed(officer.bank_id, officer.key_id, df, members,
+                                      "/app/console/export.csv", "exported"))
     columns = ["application_id", "entity_id", "cooperative_id", "province", "business_sector",
                "application_date", "requested_amount_vnd", "term_months", "purpose", "status",
                "score", "grade", "pd", "note", "consent", "consent_on"]
-    writer = csv.writer(out)
-    writer.writerow(["member_id" if c == "entity_id" else c for c in columns])
-    for row in df[columns].itertuples(index=False):
-        writer.writerow(["" if (isinstance(v, float) and math.isnan(v)) else
-                         (v.date().isoformat() if isinstance(v, pd.Timestamp) else v) for v in row])
-    return Response(out.getvalue().encode("utf-8-sig"), media_type="text/csv; charset=utf-8",
+    body = safe_csv.to_csv(["member_id" if c == "entity_id" else c for c in columns],
+                           df[columns].itertuples(index=False))
+    return Response(body, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="applicants.csv"',
                              "Cache-Control": "no-store"})
 
 
 # -- one applicant -----------------------------------------------------------------------------
-def _application(request: Request, application_id: str) -> dict | None:
-    df = _queue(request)
+def _application(request: Request, officer: Officer, application_id: str, endpoint: str) -> dict | None:
+    """The application if it is in this officer's fund's queue, else None, answered as 404 by the
+    caller whether it is unknown or another fund's; the latter is audited as a refusal (the
+    member's access log shows the attempt)."""
+    df = _queue(request, officer.bank_id)
     match = df[df["application_id"] == application_id]
-    return match.iloc[0].to_dict() if len(match) else None
+    if len(match):
+        return match.iloc[0].to_dict()
+    other = find_application(_paths(request), application_id) if RAW_ID.match(application_id) else None
+    if other is not None and other["entity_type"] == "member":
+        _audit(request, [disclosure.entry(officer.bank_id, officer.key_id, other["entity_id"], endpoint,
+                                          "not_addressed_to_fund", http_status=404,
+                                          answer={"application_id": application_id})])
+    return None
 
 
 def _rescore(request: Request, app: dict, amount: int, term: int):
@@ -434,7 +467,7 @@ def _applicant(request: Request, application_id: str, amount=None, term=None,
     officer = _officer(request)
     if officer is None:
         return _to_login(request)
-    app = _application(request, application_id)
+    app = _application(request, officer, application_id, "/app/console/applicant")
     if app is None:
         return _error_page(request, 404, "not_found")
     consent = _consent(request, officer, app)
@@ -499,7 +532,7 @@ async def whatif_json(request: Request) -> JSONResponse:
 
 
 def _whatif(request: Request, officer: Officer, body: dict) -> JSONResponse:
-    app = _application(request, str(body.get("application_id", "")))
+    app = _application(request, officer, str(body.get("application_id", "")), "/app/console/api/whatif")
     if app is None:
         return JSONResponse({"error": "not_found", "message": "no such application"}, status_code=404)
     consent = _consent(request, officer, app)
@@ -530,38 +563,56 @@ def _consent_words(consent: disclosure.Consent, lang: str) -> str:
 def decision(request: Request, application_id: str = Form(""), decision: str = Form(""),
              note: str = Form(""), csrf: str = Form(""), amount_vnd: str = Form(""),
              term_months: str = Form("")) -> Response:
+    """Approve or decline, re-scored for the amount and term decided: what the scorer refuses (above
+    the Decree 156 limit, a bad amount, not enough history) is refused here too, and audited."""
     officer = _officer(request)
     if officer is None:
         return _to_login(request)
     if not _csrf_ok(officer, csrf):
         return _error_page(request, 403, "forbidden")
-    app = _application(request, application_id)
-    if app is None or decision not in ("approve", "decline"):
-        return _error_page(request, 404 if app is None else 400, "not_found" if app is None else "error")
+    app = _application(request, officer, application_id, "/app/console/decision")
+    if app is None:
+        return _error_page(request, 404, "not_found")
+    if decision not in ("approve", "decline"):
+        return _error_page(request, 400, "error")
     consent = _consent(request, officer, app)
     if not consent.active:  # a decision rests on the score: none without consent
         _refusal(request, officer, app, consent, "/app/console/decision")
         return _no_consent_page(request, officer, app, consent, decision_refused=True)
     amount, term = _int_field(amount_vnd, 1, 10**13), _int_field(term_months, 1, 120)
+    answer, refused = None, None
     if amount is None or term is None:
-        return _error_page(request, 400, "error")
-    try:
-        answer = _rescore(request, app, amount, term)
-    except ApiError:
-        answer = None
+        refused = ("whatif_invalid", text("whatif_invalid", "en"), "invalid_request", 422)
+    else:
+        try:
+            answer = _rescore(request, app, amount, term)
+        except ApiError as exc:
+            over = any(f.get("field") == "application.amount_vnd" for f in exc.fields)
+            refused = ("decision_over_limit" if over else "decision_refused", exc.message, exc.error, 422)
+        else:
+            if answer.status != "scored":
+                refused = ("decision_insufficient", text("decision_insufficient", "en"), answer.status, 422)
+    if refused is not None:
+        key, message, code, status = refused
+        _audit(request, [disclosure.entry(officer.bank_id, officer.key_id, app["entity_id"],
+                                          "/app/console/decision", "decision_refused", http_status=status,
+                                          answer={"application_id": application_id, "decision": decision,
+                                                  "amount_vnd": amount, "term_months": term,
+                                                  "error": code, "message": message})])
+        return render(request, "applicant.html", status=status, officer=officer, app=app, consent=consent,
+                      answer=None, error=text(key, _lang(request)), chart=None, decided=None,
+                      amount=amount if amount is not None else amount_vnd,
+                      term=term if term is not None else term_months,
+                      refused={"vi": text(key, "vi"), "en": text(key, "en"), "detail": message})
     outcome = "approved" if decision == "approve" else "declined"
     entry = AuditEntry(
         request_id=uuid.uuid4().hex, at=datetime.now(timezone.utc), bank_id=officer.bank_id,
         key_id=officer.key_id, subject_type="member", subject_id=app["entity_id"],
         endpoint="/app/console/decision", http_status=200, outcome=outcome,
-        model_name=answer.model.name if answer else None,
-        model_version=answer.model.version if answer else None,
-        as_of_date=answer.as_of_date if answer else None,
+        model_name=answer.model.name, model_version=answer.model.version, as_of_date=answer.as_of_date,
         answer=json.dumps({"application_id": application_id, "note": note[:2000],
-                           "amount_vnd": amount, "term_months": term,
-                           "score": answer.score if answer else None,
-                           "grade": answer.grade if answer else None,
-                           "pd": answer.pd if answer else None}, ensure_ascii=False))
+                           "amount_vnd": amount, "term_months": term, "score": answer.score,
+                           "grade": answer.grade, "pd": answer.pd}, ensure_ascii=False))
     _audit(request, [entry])
     query = urlencode({"decided": outcome, "amount": amount, "term": term,
                        **({"lang": "en"} if _lang(request) == "en" else {})})

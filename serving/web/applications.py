@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from coopscore.paths import Paths
+from settings import Paths
 from data_contracts.vocabulary import LENDERS
 
 QUEUE_SIZE = 200
@@ -32,3 +32,12 @@ def recent_member_applications(paths: Paths, n: int = QUEUE_SIZE, lender_id: str
                               columns=["member_id", "cooperative_id", "province", "business_sector"])
     apps = apps.merge(members, left_on="entity_id", right_on="member_id", how="left")
     return apps.drop(columns=["member_id"]).reset_index(drop=True)
+
+
+def find_application(paths: Paths, application_id: str) -> dict | None:
+    """One application by id, whichever lender it is addressed to (None when there is none): the
+    console uses it only to audit an officer's attempt at another fund's application."""
+    apps = pd.read_parquet(paths.clean / "loan_applications.parquet",
+                           columns=["application_id", "entity_type", "entity_id", "lender_id"],
+                           filters=[("application_id", "==", application_id)])
+    return apps.iloc[0].to_dict() if len(apps) else None

@@ -25,6 +25,11 @@ SUBJECT = "member"  # the console lists members' applications
 # columns of the scored queue that come from the member's data: blanked without consent
 SCORED_COLUMNS = {"score": math.nan, "pd": math.nan, "grade": "", "note": "", "model_name": None,
                   "model_version": None, "as_of_date": None}
+# who applied and for what: personal too, so a row without consent shows none of it either
+PERSONAL_COLUMNS = {"entity_id": None, "cooperative_id": None, "province": None, "business_sector": None,
+                    "requested_amount_vnd": None, "term_months": None, "purpose": None}
+# all a fund sees of an application without consent: that it exists, and when it was made
+REFERENCE_COLUMNS = ("application_id", "application_date")
 
 
 @dataclass(frozen=True)
@@ -52,14 +57,16 @@ def consents_of(records: Records, bank_id: str, member_ids: Iterable[str]) -> di
 
 
 def for_fund(queue: pd.DataFrame, consents: dict[str, Consent]) -> pd.DataFrame:
-    """The scored queue as this fund may see it: rows without consent keep the application (the
-    member sent it to the fund) but lose everything computed from the member's data."""
+    """The scored queue as this fund may see it (same index as `queue`): a row without consent
+    keeps only the application's reference (id and date) and its consent state; who applied, for
+    how much and everything computed from the member's data are blanked, so neither the page, its
+    data-* attributes, the CSV nor a filter can reveal them."""
     shown = queue.copy()
     states = [consents[m] for m in shown["entity_id"]]
     blank = [not c.active for c in states]
     shown["consent"] = [c.state for c in states]
     shown["consent_on"] = [c.on or "" for c in states]
-    for column, empty in SCORED_COLUMNS.items():
+    for column, empty in {**SCORED_COLUMNS, **PERSONAL_COLUMNS}.items():
         if column in shown:
             shown[column] = shown[column].astype(object)
             shown.loc[blank, column] = empty
@@ -88,21 +95,29 @@ def entry(bank_id: str, key_id: str, member_id: str, endpoint: str, outcome: str
                       answer=json.dumps(answer, ensure_ascii=False, default=str) if answer else None)
 
 
-def listed(bank_id: str, key_id: str, rows: pd.DataFrame, endpoint: str, outcome: str) -> list[AuditEntry]:
-    """One row per member whose data the page (or the CSV) showed, with what it showed."""
+def listed(bank_id: str, key_id: str, rows: pd.DataFrame, members: pd.Series, endpoint: str,
+           outcome: str) -> list[AuditEntry]:
+    """One row per member whose application the page (or the CSV) showed, with what it showed:
+    the scores under consent (`outcome`), the bare references without it (`<outcome>_no_consent`,
+    so the member's access log says the fund saw that an application exists and nothing more).
+    `members` maps the rows' index to the member id (the rows shown may have it blanked)."""
     request_id = uuid.uuid4().hex  # one page view: one request id, one row per member
-    disclosed = rows[rows["consent"] == "active"]
-    shown: dict[str, list[dict]] = {}  # member -> the applications shown, in page order
-    first: dict[str, tuple] = {}  # member -> its first row (model and date of the scores)
-    columns = ["entity_id", "application_id", "status", "score", "grade", "pd", "model_name",
+    shown: dict[tuple[str, bool], list[dict]] = {}  # (member, consented) -> applications, in page order
+    first: dict[tuple[str, bool], tuple] = {}  # -> its first row (model and date of the scores)
+    columns = ["application_id", "consent", "status", "score", "grade", "pd", "model_name",
                "model_version", "as_of_date"]
     # one plain pass: a pandas groupby with a row lookup per member took ~300 ms for 200 rows
-    for r in disclosed.reindex(columns=columns).itertuples(index=False):
-        shown.setdefault(r.entity_id, []).append(
+    for member_id, r in zip(members.loc[rows.index], rows.reindex(columns=columns).itertuples(index=False)):
+        active = r.consent == "active"
+        shown.setdefault((member_id, active), []).append(
             {"application_id": r.application_id, "status": r.status, "score": _clean(r.score),
-             "grade": r.grade or None, "pd": _clean(r.pd)})
-        first.setdefault(r.entity_id, r)
-    return [entry(bank_id, key_id, member_id, endpoint, outcome, answer={"applications": apps},
-                  model_name=first[member_id].model_name, model_version=first[member_id].model_version,
-                  as_of_date=first[member_id].as_of_date, request_id=f"{request_id}-{i}")
-            for i, (member_id, apps) in enumerate(shown.items())]
+             "grade": r.grade or None, "pd": _clean(r.pd)} if active
+            else {"application_id": r.application_id, "consent": r.consent})
+        first.setdefault((member_id, active), r)
+    return [entry(bank_id, key_id, member_id, endpoint, outcome if active else f"{outcome}_no_consent",
+                  answer={"applications": apps},
+                  model_name=first[member_id, active].model_name if active else None,
+                  model_version=first[member_id, active].model_version if active else None,
+                  as_of_date=first[member_id, active].as_of_date if active else None,
+                  request_id=f"{request_id}-{i}")
+            for i, ((member_id, active), apps) in enumerate(shown.items())]

@@ -87,6 +87,17 @@ TEXTS: dict[str, tuple[str, str]] = {
     "decline": ("Từ chối", "Decline"),
     "decided_approved": ("Đã ghi nhận: duyệt.", "Recorded: approved."),
     "decided_declined": ("Đã ghi nhận: từ chối.", "Recorded: declined."),
+    "decision_refused": ("Chưa ghi nhận quyết định: hệ thống chấm điểm từ chối hồ sơ với số tiền và kỳ hạn này.",
+                         "The decision was not recorded: the scorer refuses this application at this "
+                         "amount and term."),
+    "decision_over_limit": ("Chưa ghi nhận quyết định: số tiền vượt hạn mức cho vay không có tài sản bảo đảm "
+                            "theo Nghị định 156/2025/NĐ-CP. Hãy giảm số tiền.",
+                            "The decision was not recorded: the amount is above the unsecured lending "
+                            "limit of Decree 156/2025/ND-CP. Lower the amount."),
+    "decision_insufficient": ("Chưa ghi nhận quyết định: thành viên chưa đủ lịch sử giao dịch để chấm điểm.",
+                              "The decision was not recorded: the member does not have enough transaction "
+                              "history to be scored."),
+    "no_consent_row": ("Không hiển thị khi chưa có đồng ý", "Not shown without consent"),
     # consent: a fund sees a member's score only with the member's consent (Law 91/2025/QH15)
     "no_consent": ("Chưa có đồng ý cho quỹ", "No consent for this fund"),
     "consent_none": ("thành viên chưa đồng ý cho quỹ dùng dữ liệu để chấm điểm tín dụng",
