@@ -197,6 +197,13 @@ _KEY_WITH_KIND = (select(api_keys, banks.c.kind).join(banks, banks.c.bank_id == 
                   .where(api_keys.c.key_id == bindparam("key_id")))
 
 
+def _scopes_of(key_row) -> frozenset[str]:
+    """The key's scopes that its party's kind may hold: a lender never gets a platform scope, even
+    from a row written by hand or by an old version."""
+    allowed = LENDER_SCOPES if key_row.kind == "lender" else PLATFORM_SCOPES
+    return frozenset(s for s in key_row.scopes.split() if s in allowed)
+
+
 def _now(now: datetime | None) -> datetime:
     return _utc(now) if now is not None else datetime.now(timezone.utc)
 
@@ -439,7 +446,7 @@ class Records:
             raise AuthError("revoked key")
         if row.expires_at is not None and moment >= row.expires_at:
             raise AuthError(f"expired key (expired on {_when(row.expires_at)})")
-        principal = Principal(row.bank_id, row.key_id, frozenset(row.scopes.split()), row.kind)
+        principal = Principal(row.bank_id, row.key_id, _scopes_of(row), row.kind)
         with self._cache_lock:
             self._cache[key_id] = (digest, principal, row.expires_at, time.monotonic())
         return principal
@@ -457,7 +464,7 @@ class Records:
             return None
         if row.expires_at is not None and _now(now) >= row.expires_at:
             return None
-        return Principal(row.bank_id, key_id, frozenset(row.scopes.split()), row.kind)
+        return Principal(row.bank_id, key_id, _scopes_of(row), row.kind)
 
     def list_banks(self) -> list[dict]:
         """Every bank with its keys (ids, scopes, dates; never the hash)."""

@@ -429,3 +429,36 @@ def test_the_documented_setup_migrates_as_owner_then_grants_the_service_role(clu
         with owner.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         owner.dispose()
+
+
+def test_rows_and_consents_from_before_the_chain_migrate_on_postgresql(cluster):
+    schema = f"s_{secrets.token_hex(4)}"
+    owner = create_engine(cluster.url(cluster.owner), isolation_level="AUTOCOMMIT")
+    with owner.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(cluster.url(cluster.owner, schema))
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO banks VALUES ('agribank', 'Agribank', now())"))
+            conn.execute(text("INSERT INTO consents VALUES ('cn_old', 'member', 'TV1', 'agribank', "
+                              "'credit_scoring', now(), now() + interval '30 days', NULL, 'cli')"))
+            for i in (1, 2, 3):
+                conn.execute(text(
+                    "INSERT INTO audit_log (request_id, at, bank_id, key_id, subject_type, subject_id, endpoint, "
+                    f"http_status, outcome) VALUES ('old-{i}', now(), 'agribank', 'kkkk', 'member', 'TV1', "
+                    "'/score/member', 200, 'scored')"))
+        with Records(url=cluster.url(cluster.owner, schema)) as records:
+            records.append_audit([entry(4)])
+            report = records.verify_audit_chain()
+            assert report.intact and report.rows_checked == 4
+            [old] = records.list_consents("member", "TV1")
+            assert (old["source"], old["granted_by"]) == ("operator", "operator:unrecorded")
+            with records.engine.begin() as conn:  # the triggers are back on after the backfill
+                with pytest.raises(DBAPIError, match="append-only"):
+                    conn.execute(text("UPDATE audit_log SET outcome = 'x' WHERE id = 1"))
+    finally:
+        engine.dispose()
+        with owner.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        owner.dispose()

@@ -203,3 +203,25 @@ def test_consents_from_before_the_migration_keep_their_meaning(tmp_path):
 
 def test_records_error_is_exported_for_callers():
     assert issubclass(RecordsError, RuntimeError)
+
+
+def test_a_bank_key_issued_with_platform_scopes_before_the_upgrade_loses_them(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO banks VALUES ('demo-bank', 'Demo bank', '2026-01-01 00:00:00')")
+        for key_id, scopes in (("a" * 12, "scores:read scores:batch consents:write audit:read"),
+                               ("b" * 12, "consents:write")):
+            conn.execute(text("INSERT INTO api_keys (key_id, bank_id, secret_sha256, scopes, created_at) "
+                              "VALUES (:k, 'demo-bank', :h, :s, '2026-01-01 00:00:00')"),
+                         {"k": key_id, "h": "0" * 64, "s": scopes})
+    engine.dispose()
+    with Records(url=url) as records:
+        keys = {k["key_id"]: k for k in records.list_banks()[0]["keys"]}
+        assert keys["a" * 12]["scopes"] == ["scores:read", "scores:batch"] and keys["a" * 12]["revoked_at"] is None
+        assert keys["b" * 12]["revoked_at"] is not None  # it held nothing a lender may keep
+        # and a row written behind the code's back still gives a lender no platform scope
+        with records.engine.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE api_keys SET scopes = 'scores:read audit:read' WHERE key_id = '{'a' * 12}'")
+        assert records.key_principal("a" * 12).scopes == {"scores:read"}

@@ -1,7 +1,9 @@
 """Trust boundary (issue 11): party kinds, consents that say who gave them, a hash-chained audit log,
 web sessions and member-link versions.
 
-- banks.kind: 'lender' (every existing bank) or 'platform'.
+- banks.kind: 'lender' (every existing bank) or 'platform'. Existing keys lose the platform scopes
+  (consents:write, audit:read) a lender can no longer hold; a key that held nothing else is revoked
+  now (its scopes stay listed, so the operator sees what it was and issues the platform a key).
 - consents: source is now 'application_form' | 'member_page' | 'operator' (old 'cli' -> 'operator',
   'api' -> 'application_form'); granted_by, revoked_by, revoke_source. Rows from before this
   migration did not record who granted them: granted_by says 'operator:unrecorded' or
@@ -86,6 +88,24 @@ def _consents_postgresql() -> None:
                                f"revoke_source IS NULL OR revoke_source IN {SOURCES}")
 
 
+PLATFORM_ONLY = ("consents:write", "audit:read")
+
+
+def _strip_platform_scopes_from_lenders() -> None:
+    bind = op.get_bind()
+    keys = sa.table("api_keys", sa.column("key_id", sa.String), sa.column("scopes", sa.Text),
+                    sa.column("revoked_at", TS))
+    now = datetime.now(timezone.utc)
+    for key_id, scopes, revoked_at in bind.execute(sa.select(keys.c.key_id, keys.c.scopes, keys.c.revoked_at)).all():
+        kept = [s for s in scopes.split() if s not in PLATFORM_ONLY]
+        if len(kept) == len(scopes.split()):
+            continue
+        if kept:
+            bind.execute(keys.update().where(keys.c.key_id == key_id).values(scopes=" ".join(kept)))
+        elif revoked_at is None:
+            bind.execute(keys.update().where(keys.c.key_id == key_id).values(revoked_at=now))
+
+
 def _chain_existing_rows(dialect: str) -> tuple[int, str]:
     """Hash the rows written before the chain existed, in id order; returns (last id, last hash)."""
     bind = op.get_bind()
@@ -116,6 +136,7 @@ def upgrade() -> None:
     # so rebuilding it is not an option with foreign keys on
     op.execute("ALTER TABLE banks ADD COLUMN kind VARCHAR(16) DEFAULT 'lender' NOT NULL "
                "CONSTRAINT ck_banks_kind CHECK (kind IN ('lender', 'platform'))")
+    _strip_platform_scopes_from_lenders()  # every bank so far is a lender
     _consents_postgresql() if dialect == "postgresql" else _consents_sqlite()
 
     op.add_column("audit_log", sa.Column("client_request_id", sa.String(64), nullable=True))
