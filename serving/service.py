@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from coopscore.paths import get_paths
+from settings import get_paths, get_settings
 from features.reasons import REASONS
 from scoring import disclosure, policy, schemas
 from scoring.disclosure import Disclosure
@@ -200,17 +200,18 @@ class ServingStatus(BaseModel):
 
 
 SUBJECT_TYPES = ("member", "cooperative")
+SETTINGS = get_settings()  # read once, when the service module is loaded by each worker
 SubjectId = Annotated[str, Path(pattern=schemas.SUBJECT_ID_PATTERN, examples=["TV0000001"])]
 # Worker processes: scoring is CPU-bound Python, so one process per core (each loads the models
 # and the snapshot, about 200 MB at the demo size). The rate limit is split between them.
-WORKERS = int(os.environ.get("COOPSCORE_WORKERS", "2"))
+WORKERS = SETTINGS.workers
 # BentoML's per-request access log line costs CPU on every request; the audit log already records
 # every decision. COOPSCORE_ACCESS_LOG=1 turns it back on (for debugging traffic).
-ACCESS_LOG = os.environ.get("COOPSCORE_ACCESS_LOG", "0") == "1"
+ACCESS_LOG = SETTINGS.access_log
 
 
 # A batch's distinct as_of dates are each a point-in-time history query: at most this many per call.
-BATCH_MAX_AS_OF_DATES = int(os.environ.get("COOPSCORE_BATCH_MAX_AS_OF_DATES", "31"))
+BATCH_MAX_AS_OF_DATES = SETTINGS.batch_max_as_of_dates
 # A batch still computing after this long is cancelled (BentoML's own timeout is 60 s): the client
 # gets a clear 503 instead of a 504 while work nobody will receive goes on.
 BATCH_DEADLINE_SECONDS = float(os.environ.get("COOPSCORE_BATCH_DEADLINE_SECONDS", "50"))
@@ -219,7 +220,7 @@ BATCH_DEADLINE_SECONDS = float(os.environ.get("COOPSCORE_BATCH_DEADLINE_SECONDS"
 # BentoML records an OpenTelemetry span for every request even with no exporter configured (its
 # sampler always records); that costs about 0.4 ms of CPU per request. COOPSCORE_TRACING=1 keeps it
 # for a deployment that exports traces (set tracing.exporter_type in BentoML's configuration).
-TRACING = os.environ.get("COOPSCORE_TRACING", "0") == "1"
+TRACING = SETTINGS.tracing
 
 
 @bentoml.service(name="coopscore", workers=WORKERS, traffic={"timeout": 60},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from coopscore.paths import Paths
+from settings import Paths, reset_settings
 
 SMALL_MEMBERS = 3000
 SMALL_COOPERATIVES = 1000
@@ -25,6 +25,7 @@ def pipeline_home(tmp_path_factory) -> Paths:
     paths = Paths(home)
     os.environ["COOPSCORE_HOME"] = str(home)
     os.environ.pop("COOPSCORE_TRACKING_URI", None)
+    reset_settings()  # settings are read once per process: read them again for this home
     generate(paths.raw, members=SMALL_MEMBERS, cooperatives=SMALL_COOPERATIVES, seed=11)
     report = ingest(paths.raw, paths.clean, paths.quarantine)
     assert all(t.reconciles for t in report.tables)
