@@ -7,10 +7,10 @@ import shutil
 import pytest
 from mlflow import MlflowClient
 
-from coopscore.paths import Paths
+from governance.pipeline import train_and_promote
+from governance.promotion import PREVIOUS, Gates, promote, rollback
+from settings import Paths
 from training import registry
-from training.promotion import PREVIOUS, Gates, promote, rollback
-from training.train import train_subject
 
 LENIENT = Gates(max_abs_calibration_in_the_large=1, max_ece=1, max_feature_psi=100,
                 max_approval_rate_gap=1)
@@ -22,8 +22,8 @@ def home(pipeline_home, tmp_path):
     """A private copy of the data with its own registry: one champion, one newer version."""
     paths = Paths(tmp_path / "home")
     shutil.copytree(pipeline_home.clean, paths.clean)
-    train_subject(paths, "member", gates=LENIENT, n_boot=50)  # version 1, champion
-    train_subject(paths, "member", gates=STRICT, n_boot=50)  # version 2, refused: challenger
+    train_and_promote(paths, "member", gates=LENIENT, n_boot=50)  # version 1, champion
+    train_and_promote(paths, "member", gates=STRICT, n_boot=50)  # version 2, refused: challenger
     return paths
 
 

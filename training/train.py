@@ -1,8 +1,7 @@
-"""Train one subject's model end to end: data, fit, calibrate, measure, log, register, promote.
+"""Train one subject's model end to end: data, fit, calibrate, measure, log, register.
 
-The new version becomes `champion` only through the promotion gates (`training.promotion`): AUC
-against the champion's, calibration, feature stability and fairness, the first version included.
-A refused version keeps the alias `challenger` and the gates' reasons as tags.
+Registering does not make a version `champion`: only the promotion gates do
+(`governance.promotion`; `governance.pipeline.train_and_promote` chains both).
 """
 from __future__ import annotations
 
@@ -23,12 +22,11 @@ from mlflow.models import infer_signature
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 import training
-from coopscore.paths import Paths
 from features.catalogue import feature_names
+from settings import Paths
 from training import plots, registry, scaling
 from training.dataset import build_training_set, out_of_time_split
 from training.fit import fit
-from training.promotion import Decision, Gates, promote
 
 PIP_REQUIREMENTS = [f"{p}=={package_version(p)}"
                     for p in ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn")]
@@ -36,18 +34,15 @@ PIP_REQUIREMENTS = [f"{p}=={package_version(p)}"
 
 @dataclass
 class TrainResult:
+    """One training run: its MLflow run, the registered version and its out-of-time measures."""
+
     subject: str
     run_id: str
-    version: str
+    version: str  # the registered model version (not yet champion)
     oot_auc: float
-    true_pd_auc: float | None
-    decision: Decision  # the promotion gates' verdict on this version
+    true_pd_auc: float | None  # synthetic data only: the AUC of the true PD on the same rows
     seconds: float
     metrics: dict = field(default_factory=dict)
-
-    @property
-    def promoted(self) -> bool:
-        return self.decision.promoted
 
 
 def _true_pd(paths: Paths) -> pd.DataFrame | None:
@@ -55,8 +50,11 @@ def _true_pd(paths: Paths) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = lambda _: None,
-                  gates: Gates = Gates(), n_boot: int = 200) -> TrainResult:
+def train_subject(paths: Paths, subject: str,
+                  progress: Callable[[str], None] = lambda _: None) -> TrainResult:
+    """Build the training set, fit and calibrate, log the run and register a new version.
+
+    `progress` receives a short message before each step (the CLI shows it)."""
     started = time.perf_counter()
     registry.use_store(paths)
     progress("building the training set (features as of each application date)")
@@ -115,10 +113,8 @@ def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = 
 
     MlflowClient().set_model_version_tag(registry.model_name(subject), version, "oot_auc",
                                          f"{metrics['oot_auc']:.4f}")
-    progress("checking the promotion gates against the champion")
-    decision = promote(paths, subject, version, gates, n_boot=n_boot)
     return TrainResult(subject, run.info.run_id, version, metrics["oot_auc"],
-                       metrics.get("oot_auc_true_pd"), decision, time.perf_counter() - started, metrics)
+                       metrics.get("oot_auc_true_pd"), time.perf_counter() - started, metrics)
 
 
 def _log_model(model, subject: str, example: pd.DataFrame) -> str:

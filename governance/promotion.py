@@ -15,17 +15,19 @@ from dataclasses import dataclass
 import mlflow
 from mlflow import MlflowClient
 
-from coopscore.paths import Paths
 from evaluation import fairness
 from evaluation.champion import ChampionEvaluation, evaluate_model
+from settings import Paths
 from training import registry
 
-PREVIOUS = "previous-champion"
-CHALLENGER = "challenger"
+PREVIOUS = "previous-champion"  # the alias `rollback` restores
+CHALLENGER = "challenger"  # the alias of the latest version the gates refused
 
 
 @dataclass(frozen=True)
 class Gates:
+    """The bounds a challenger must meet (the defaults are `coopscore promote`'s)."""
+
     max_abs_calibration_in_the_large: float = 0.02
     max_ece: float = 0.03
     max_feature_psi: float = 0.25
@@ -34,6 +36,8 @@ class Gates:
 
 @dataclass
 class GateResult:
+    """One gate's verdict and the numbers behind it, as written on the version's tag."""
+
     name: str
     passed: bool
     detail: str
@@ -41,6 +45,8 @@ class GateResult:
 
 @dataclass
 class Decision:
+    """What promote decided about a version, every gate's result, and who was champion before."""
+
     subject: str
     version: str
     promoted: bool
@@ -49,11 +55,13 @@ class Decision:
     overridden: bool = False
 
     def failed(self) -> list[GateResult]:
+        """The gates the version did not pass."""
         return [g for g in self.gates if not g.passed]
 
 
 def check_gates(challenger: ChampionEvaluation, champion: ChampionEvaluation | None,
                 gates: Gates) -> list[GateResult]:
+    """Run every gate on the challenger's evaluation, against the champion's when there is one."""
     out = []
     auc = challenger.model["auc"].value
     if champion is None:
