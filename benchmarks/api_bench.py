@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.api_load import batch_throughput, load_test, naive_baseline, sample_applications
-from coopscore.paths import Paths
+from settings import Paths, reset_settings
 from serving.launcher import start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,12 +61,13 @@ def build_home(home: Path, members: int, cooperatives: int) -> Paths:
     from coopscore.synthetic import generate
     from data_contracts.ingest import ingest
     from features.snapshot import build_snapshot
-    from training.promotion import promote
-    from training.train import train_subject
+    from governance.pipeline import train_and_promote
+    from governance.promotion import promote
 
     paths = Paths(home)
     os.environ["COOPSCORE_HOME"] = str(home)
     os.environ.pop("COOPSCORE_TRACKING_URI", None)
+    reset_settings()  # settings are read once per process: read them again for this home
     if (paths.features / "snapshot.parquet").exists():
         say(f"reusing the home {home}")
         return paths
@@ -80,7 +81,7 @@ def build_home(home: Path, members: int, cooperatives: int) -> Paths:
         say(f"{label}: {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     say("train the member model ...")
-    result = train_subject(paths, "member")
+    result = train_and_promote(paths, "member")
     if not result.promoted:  # the service needs a champion; the gates are not what is measured here
         promote(paths, "member", result.version, override="benchmark")
     say(f"train: {time.perf_counter() - t:.1f} s (version {result.version}, "

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import uvloop
 
-from coopscore.paths import Paths
+from settings import Paths
 from data_contracts import vocabulary as v
 from features import engine
 from features.snapshot import SNAPSHOT_FILE

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.api_bench import build_home, machine, say
-from coopscore.paths import Paths
+from settings import Paths
 from ranking import advice, rank
 from scoring import schemas
 from serving.launcher import start_server, stop_server

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from coopscore.paths import Paths, get_paths
+from settings import Paths, get_paths, get_settings
 from coopscore.records_cli import audit_app, banks_app, consents_app, platform_app, records_app
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # our own progress says what happens
@@ -149,7 +149,7 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
     if table is not None or target is not None:
         _train_own_table(table, target)
         return
-    from training.promotion import Gates
+    from governance.promotion import Gates
 
     _train_subjects(subject, Gates(max_calibration_in_the_large, max_ece, max_feature_psi,
                                    max_approval_rate_gap))
@@ -157,7 +157,7 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
 
 def _train_subjects(subject: list[str], gates) -> None:
     from training.dataset import NotEnoughData
-    from training.train import train_subject
+    from governance.pipeline import train_and_promote
 
     paths = get_paths()
     results = []
@@ -166,8 +166,8 @@ def _train_subjects(subject: list[str], gates) -> None:
             fail(f"unknown subject '{s}': use member or cooperative")
         try:
             with console.status(f"training the {s} model") as status:
-                results.append(train_subject(paths, s, gates=gates,
-                                             progress=lambda msg: status.update(f"{s}: {msg}")))
+                results.append(train_and_promote(paths, s, gates=gates,
+                                                 progress=lambda msg: status.update(f"{s}: {msg}")))
         except NotEnoughData as exc:
             console.print(f"[yellow]skipped the {s} model:[/] {exc}")
         except FileNotFoundError as exc:
@@ -346,7 +346,7 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
     else:
         console.print(f"reusing the feature snapshot in {paths.features}")
     if rebuild or not _has_champion(paths):
-        from training.promotion import Gates
+        from governance.promotion import Gates
 
         _train_subjects(["member", "cooperative"], Gates())
     else:
@@ -520,7 +520,7 @@ def promote_cmd(subject: str = typer.Option("member", help="member or cooperativ
                 override: Optional[str] = typer.Option(
                     None, help="Promote despite failed gates; the reason is recorded on the version")) -> None:
     """Promote a registered version to champion if it passes the gates; record why either way."""
-    from training.promotion import Gates, promote
+    from governance.promotion import Gates, promote
 
     gates = Gates(max_calibration_in_the_large, max_ece, max_feature_psi, max_approval_rate_gap)
     try:
@@ -543,7 +543,7 @@ def promote_cmd(subject: str = typer.Option("member", help="member or cooperativ
 @app.command("rollback")
 def rollback_cmd(subject: str = typer.Option("member", help="member or cooperative")) -> None:
     """Restore the previous champion."""
-    from training.promotion import rollback
+    from governance.promotion import rollback
 
     try:
         before, after = rollback(get_paths(), subject)
@@ -580,7 +580,7 @@ def docs() -> None:
 def _has_champion(paths: Paths) -> bool:
     from training import registry
 
-    if "COOPSCORE_TRACKING_URI" not in os.environ and not (paths.mlflow / "mlflow.db").exists():
+    if get_settings().tracking_uri is None and not (paths.mlflow / "mlflow.db").exists():
         return False
     registry.use_store(paths)
     return registry.champion_version("member") is not None

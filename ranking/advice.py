@@ -31,7 +31,7 @@ from datetime import date
 
 import numpy as np
 
-from coopscore.paths import Paths
+from settings import Paths
 from data_contracts.contracts import PROTECTED_ATTRIBUTES
 from training import scaling
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from coopscore.paths import get_paths
+from settings import get_paths
 from ranking import advice, rank
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from coopscore.paths import Paths
+from settings import Paths
 from features import engine, snapshot
 from features.reasons import REASONS
 from features.sufficiency import what_is_missing

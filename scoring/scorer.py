@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from coopscore.paths import Paths
+from settings import Paths
 from data_contracts import vocabulary as v
 from features import engine, on_demand, snapshot
 from features.catalogue import FEATURES_BY_NAME

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from coopscore.paths import Paths
+from settings import Paths
 from data_contracts import vocabulary as v
 from scoring import policy
 from scoring.scorer import Scorer

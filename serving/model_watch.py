@@ -9,15 +9,15 @@ skipped: the last good model keeps serving, and the status says which version fa
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from settings import get_settings
+
 log = logging.getLogger("coopscore.model_watch")
 
-DEFAULT_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -35,8 +35,7 @@ class ChampionWatcher:
         self._current = current_version  # the version the scorer serves now
         self._champion = champion_version  # the version the registry names champion now
         self._load_and_swap = load_and_swap
-        self.interval = interval if interval is not None else float(
-            os.environ.get("COOPSCORE_RELOAD_SECONDS", DEFAULT_INTERVAL_S))
+        self.interval = interval if interval is not None else get_settings().reload_seconds
         self.status = WatchStatus()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -9,10 +9,11 @@ replicas behind a load balancer each bank gets N times the rate, so set the rate
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
+
+from settings import get_settings
 
 DEFAULT_RATE = 300.0  # requests a second per bank and replica
 DEFAULT_BURST = 1200.0  # room for a full batch of 1,000
@@ -38,19 +39,14 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls, processes: int = 1) -> "RateLimiter":
+    def from_settings(cls, processes: int = 1) -> "RateLimiter":
         """COOPSCORE_RATE_LIMIT="rate[/burst]" (e.g. "300/1200") for every bank, and
-        COOPSCORE_RATE_LIMITS="bank=rate/burst,..." for banks with their own terms. Each of the
-        service's `processes` worker processes keeps its own buckets, so each gets 1/processes of
-        the rate (the burst stays whole: a full batch must still fit)."""
-        rate, burst = _parse("COOPSCORE_RATE_LIMIT",
-                             os.environ.get("COOPSCORE_RATE_LIMIT", f"{DEFAULT_RATE:g}/{DEFAULT_BURST:g}"))
-        per_bank = {}
-        for part in filter(None, os.environ.get("COOPSCORE_RATE_LIMITS", "").split(",")):
-            bank, _, limit = part.partition("=")
-            b_rate, b_burst = _parse("COOPSCORE_RATE_LIMITS", limit)
-            per_bank[bank.strip()] = (b_rate / processes, b_burst)
-        return cls(rate / processes, burst, per_bank)
+        COOPSCORE_RATE_LIMITS="bank=rate/burst,..." for banks with their own terms, as parsed by
+        the settings. Each of the service's `processes` worker processes keeps its own buckets, so
+        each gets 1/processes of the rate (the burst stays whole: a full batch must still fit)."""
+        s = get_settings()
+        per_bank = {bank: (limit.rate / processes, limit.burst) for bank, limit in s.rate_limits.items()}
+        return cls(s.rate_limit.rate / processes, s.rate_limit.burst, per_bank)
 
     def take(self, key: str, cost: float = 1.0) -> float:
         """Take `cost` tokens for `key`; returns 0 when allowed, else the seconds to wait."""
@@ -68,13 +64,3 @@ class RateLimiter:
                 bucket.tokens -= cost
                 return 0.0
             return (cost - bucket.tokens) / rate
-
-
-def _parse(name: str, text: str) -> tuple[float, float]:
-    try:
-        rate, _, burst = text.strip().partition("/")
-        rate_f = float(rate)
-        return rate_f, float(burst) if burst else rate_f * 2
-    except ValueError:
-        raise ValueError(f"{name}: {text!r} is not a rate: write requests a second per bank, "
-                         "optionally /burst, for example 300/1200") from None

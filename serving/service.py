@@ -239,7 +239,7 @@ class CoopScore:
         self.disclosure = Disclosure(self.records, self.scorer.knows)
         self.audit_writer = AuditWriter(self.records)
         api.state.records, api.state.service = self.records, self
-        api.state.limiter = RateLimiter.from_env(processes=WORKERS)
+        api.state.limiter = RateLimiter.from_settings(processes=WORKERS)
         web.state.scorer, web.state.records, web.state.paths = self.scorer, self.records, paths
         self.watcher = ChampionWatcher(SUBJECT_TYPES, self.scorer.served_version,
                                        self.scorer.champion_version, self._reload)

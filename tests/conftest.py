@@ -12,14 +12,22 @@ SMALL_MEMBERS = 3000
 SMALL_COOPERATIVES = 1000
 
 
+@pytest.fixture(autouse=True)
+def _settings_read_again_after_each_test():
+    """Settings are read once per process; a test that changes a COOPSCORE_* variable (monkeypatch
+    undoes it afterwards) must not leave its values behind for the next test."""
+    yield
+    reset_settings()
+
+
 @pytest.fixture(scope="session")
 def pipeline_home(tmp_path_factory) -> Paths:
     """generate -> ingest -> features snapshot -> train both models, in a temporary COOPSCORE_HOME."""
     from coopscore.synthetic import generate
     from data_contracts.ingest import ingest
     from features.snapshot import build_snapshot
-    from training.promotion import promote
-    from training.train import train_subject
+    from governance.pipeline import train_and_promote
+    from governance.promotion import promote
 
     home = tmp_path_factory.mktemp("coopscore-home")
     paths = Paths(home)
@@ -31,7 +39,7 @@ def pipeline_home(tmp_path_factory) -> Paths:
     assert all(t.reconciles for t in report.tables)
     build_snapshot(paths.clean, paths.features)
     for subject in ("member", "cooperative"):
-        result = train_subject(paths, subject)
+        result = train_and_promote(paths, subject)
         if not result.promoted:  # what a model owner does with a small sample: override, in writing
             promote(paths, subject, result.version,
                     override="test data set: 3,000 members, too small for the stability and fairness gates")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from coopscore.paths import Paths
+from settings import Paths
 from serving.launcher import start_server, stop_server
 from training import registry
 

@@ -42,7 +42,7 @@ def test_demo_runs_every_step_and_leaves_champions(demo_home):
                      done_text(demo_home))
     assert link is not None, done_text(demo_home)
     from serving.web.links import verify, web_secret
-    from coopscore.paths import Paths
+    from settings import Paths
 
     token = link.group(2).rsplit("/", 1)[1]
     assert verify(token, web_secret(Paths(demo_home))) == link.group(1)
@@ -50,6 +50,37 @@ def test_demo_runs_every_step_and_leaves_champions(demo_home):
     assert again.returncode == 0, again.stdout + again.stderr
     assert "reusing the champion models" in again.stdout
     assert "reusing the member rankings" in again.stdout and "member page of" in again.stdout
+
+
+def test_demo_bank_holds_bank_scopes_only_and_its_secrets_are_private(demo_home):
+    """The demo hands a world-readable file no more: its bank key scores and signs in to the
+    console, never writes consent; the consents are the platform's; the audit chain is intact."""
+    import stat
+
+    from serving.records import LENDER_SCOPES, Records
+    from settings import Paths
+
+    service = demo_home / "service"
+    for name in ("demo-bank.token", "demo-platform.token", "records.db", "web-secret"):
+        if (service / name).exists() or name != "web-secret":
+            assert stat.S_IMODE((service / name).stat().st_mode) == 0o600, name
+    with Records(Paths(demo_home)) as records:
+        banks = {b["bank_id"]: b for b in records.list_banks()}
+        live = [k for k in banks["demo-bank"]["keys"] if k["revoked_at"] is None]
+        assert live and all(set(k["scopes"]) <= set(LENDER_SCOPES) for k in live)
+        assert banks["demo-platform"]["kind"] == "platform"
+        platform_keys = {k["key_id"] for k in banks["demo-platform"]["keys"]}
+        member = next(c for c in records.list_consents("member", _first_consented(demo_home)))
+        assert member["source"] == "application_form"
+        assert any(key in member["granted_by"] for key in platform_keys), member["granted_by"]
+    verified = run_cli(demo_home, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def _first_consented(home: Path) -> str:
+    """The member of the demo's curl example (consented to the demo bank)."""
+    text = done_text(home)
+    return re.search(r'subject_id\W+(TV\d+)', text).group(1)
 
 
 def test_train_with_only_a_target_is_refused_with_advice(demo_home):

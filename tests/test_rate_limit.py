@@ -31,10 +31,14 @@ def test_a_cost_above_the_burst_can_never_pass_and_per_bank_terms_apply():
 
 
 def test_bad_settings_are_refused_with_advice(monkeypatch):
+    from settings import reset_settings
+
     monkeypatch.setenv("COOPSCORE_RATE_LIMIT", "fast")
+    reset_settings()
     with pytest.raises(ValueError, match="for example 300/1200"):
-        RateLimiter.from_env()
+        RateLimiter.from_settings()
     monkeypatch.setenv("COOPSCORE_RATE_LIMIT", "5")
     monkeypatch.setenv("COOPSCORE_RATE_LIMITS", "slow=1/2")
-    limiter = RateLimiter.from_env()
+    reset_settings()
+    limiter = RateLimiter.from_settings()
     assert (limiter.rate, limiter.burst, limiter.per_bank) == (5, 10, {"slow": (1, 2)})
