@@ -223,20 +223,35 @@ def score(input: Path = typer.Option(..., "--input", help="Applications: CSV or 
                                      "subject_id, amount_vnd, term_months, purpose [, as_of_date]"),
           output: Path = typer.Option(..., "--output", help="Where to write one result per input "
                                       "row: .parquet or .csv"),
-          chunk_rows: int = typer.Option(200_000, min=1, help="Rows scored at a time")) -> None:
+          chunk_rows: int = typer.Option(200_000, min=1, help="Rows scored at a time"),
+          for_lender: Optional[str] = typer.Option(None, "--for-lender", help="The lender the output "
+                                                   "goes to: each row needs the subject's consent for it "
+                                                   "and is audited, as through the API")) -> None:
     """Score a file of applications offline with the champion models: PD, score, grade, top reasons.
 
     Every input row gets one output row (scored, insufficient_history, or rejected with the reason).
-    For the platform's own runs (ranking, monitoring); it does not check banks' consents."""
-    from serving.batch import score_file
+    Without --for-lender it is the platform's own run (ranking, monitoring) and nothing leaves the
+    platform; with it, each row goes through the same consent check and audit log as the API."""
+    import getpass
+
+    from serving.batch import ForLender, score_file
+    from serving.records import Records
 
     paths = get_paths()
+    records = Records(paths) if for_lender else None
     try:
+        if records is not None and for_lender not in {b["bank_id"] for b in records.list_banks()
+                                                      if b["kind"] == "lender"}:
+            fail(f"no lender '{for_lender}'; `coopscore banks list` shows the lenders.")
+        lender = ForLender(for_lender, records, f"operator:{getpass.getuser()}") if records else None
         with progress_bar(f"scoring {input.name}") as update:
             report = score_file(paths, input, output, progress=lambda f: update("rows", f),
-                                chunk_rows=chunk_rows)
+                                chunk_rows=chunk_rows, for_lender=lender)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(str(exc))
+    finally:
+        if records is not None:
+            records.close()
     table = Table("rows", "scored", "insufficient history", "rejected", "seconds", "rows/s",
                   title=f"{output} (data as of {report.snapshot_date})")
     table.add_row(f"{report.rows:,}", f"{report.scored:,}", f"{report.insufficient_history:,}",

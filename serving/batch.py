@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ import pyarrow.parquet as pq
 from settings import Paths
 from data_contracts import vocabulary as v
 from scoring import policy
+from scoring.disclosure import Disclosure
+from serving.records import AuditEntry
 from scoring.scorer import Scorer
 
 REQUIRED_COLUMNS = ("subject_type", "subject_id", "amount_vnd", "term_months", "purpose")
@@ -208,12 +211,25 @@ class BatchFileReport:
         return self.rows / self.seconds if self.seconds else float("inf")
 
 
+@dataclass(frozen=True)
+class ForLender:
+    """Offline scoring whose output goes to a lender: every row passes the same disclosure step as
+    the API (consent of that lender; an unknown id refused like an unconsented one) and every row
+    is an audit entry, written before the chunk's output. `actor` is who ran it ("operator:<user>")."""
+
+    lender_id: str
+    records: object  # serving.records.Records
+    actor: str
+
+
 def score_file(paths: Paths, input_path: Path | str, output_path: Path | str,
                progress: Callable[[float], None] | None = None, chunk_rows: int = 200_000,
-               scorer: Scorer | None = None, num_threads: int | None = None) -> BatchFileReport:
+               scorer: Scorer | None = None, num_threads: int | None = None,
+               for_lender: ForLender | None = None) -> BatchFileReport:
     """Score every row of `input_path` (CSV or Parquet) into `output_path` (CSV or Parquet, by
     extension). `progress(fraction)` is called after each chunk. Pass `scorer` to reuse a loaded
-    one; `num_threads` for LightGBM (default: all cores for large chunks)."""
+    one; `num_threads` for LightGBM (default: all cores for large chunks). Without `for_lender` it
+    is the platform's own run (ranking, monitoring): nothing is disclosed to anyone."""
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     _check_extension(input_path, "input")
@@ -225,6 +241,8 @@ def score_file(paths: Paths, input_path: Path | str, output_path: Path | str,
     chunks, total = _reader(input_path, chunk_rows)
     scorer = scorer or Scorer(paths)
     explainers = _explainers(scorer)
+    disclosure = Disclosure(for_lender.records, scorer.knows) if for_lender else None
+    run_id = uuid.uuid4().hex
     output_path.parent.mkdir(parents=True, exist_ok=True)
     partial = output_path.with_name(output_path.name + ".partial")
     writer = (pq.ParquetWriter(partial, OUTPUT_SCHEMA) if output_path.suffix == ".parquet"
@@ -234,7 +252,10 @@ def score_file(paths: Paths, input_path: Path | str, output_path: Path | str,
     errors: dict[str, int] = {}
     try:
         for chunk in chunks:
-            table = _score_chunk(scorer, chunk, rows_in, num_threads, explainers)
+            table = _score_chunk(scorer, chunk, rows_in, num_threads, explainers,
+                                 (for_lender.lender_id, disclosure) if for_lender else None)
+            if for_lender is not None:  # no audit row, no disclosure
+                for_lender.records.append_audit(_audit_entries(table, for_lender, run_id))
             writer.write_table(table)
             rows_in += len(chunk)
             rows_out += table.num_rows
@@ -261,6 +282,35 @@ def score_file(paths: Paths, input_path: Path | str, output_path: Path | str,
                            counts["insufficient_history"], counts["rejected"],
                            time.perf_counter() - started, scorer.snapshot_date,
                            {k: "tables" if f else "lightgbm" for k, f in explainers.items()}, errors)
+
+
+def _fits(value: str, width: int) -> str:
+    """A rejected row's id as the audit column can hold it: never cut short, named instead."""
+    return value if len(value) <= width else f"(invalid, {len(value)} characters)"[:width]
+
+
+def _audit_entries(table: pa.Table, lender: ForLender, run_id: str) -> list[AuditEntry]:
+    """One audit entry per output row of a lender's file: what was disclosed, or why not."""
+    cols = {name: table.column(name).to_pylist() for name in
+            ("row_number", "subject_type", "subject_id", "status", "pd", "score", "grade", "error",
+             "message", "model_name", "model_version", "reason_1_code", "reason_2_code", "reason_3_code")}
+    at = datetime.now(timezone.utc)
+    out = []
+    for k in range(table.num_rows):
+        scored = cols["status"][k] != "rejected"
+        answer = ({"status": cols["status"][k], "pd": cols["pd"][k], "score": cols["score"][k],
+                   "grade": cols["grade"][k],
+                   "reasons": [c for c in (cols[f"reason_{j}_code"][k] for j in (1, 2, 3)) if c]}
+                  if scored else {"error": cols["error"][k], "message": cols["message"][k]})
+        out.append(AuditEntry(
+            request_id=f"{run_id}-{cols['row_number'][k]}", at=at, bank_id=lender.lender_id,
+            key_id=lender.actor, subject_type=_fits(cols["subject_type"][k], 16),
+            subject_id=_fits(cols["subject_id"][k], 64), endpoint="cli.score",
+            http_status=200 if scored else (403 if cols["error"][k] == "no_consent" else 422),
+            outcome=cols["status"][k] if scored else cols["error"][k],
+            model_name=cols["model_name"][k] if scored else None,
+            model_version=cols["model_version"][k] if scored else None, answer=answer))
+    return out
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -307,7 +357,8 @@ def _whole(series: pd.Series) -> np.ndarray:
 
 
 def _score_chunk(scorer: Scorer, chunk: pd.DataFrame, offset: int, num_threads: int | None,
-                 explainers: dict[str, Callable | None]) -> pa.Table:
+                 explainers: dict[str, Callable | None],
+                 lender: tuple[str, Disclosure] | None = None) -> pa.Table:
     n = len(chunk)
     subject_type, subject_id = _text(chunk["subject_type"]), _text(chunk["subject_id"])
     purpose = _text(chunk["purpose"])
@@ -344,6 +395,13 @@ def _score_chunk(scorer: Scorer, chunk: pd.DataFrame, offset: int, num_threads: 
         reject(given & (parsed != snapshot_day).to_numpy(), "invalid_request",
                f"offline scoring uses the snapshot of {scorer.snapshot_date}: leave as_of_date empty "
                "or set it to that date (score other dates through the API)")
+    if lender is not None:  # before the unknown-id check: a lender learns nothing about ids
+        lender_id, disclosure = lender
+        checks = {(t, i): disclosure.refusal(lender_id, t, i)
+                  for t, i in dict.fromkeys(zip(subject_type[error == None], subject_id[error == None]))}  # noqa: E711
+        refused = np.array([checks.get((t, i)) is not None for t, i in zip(subject_type, subject_id)], dtype=bool)
+        reject(refused, "no_consent", lambda m: np.array(
+            [checks[(t, i)].message for t, i in zip(subject_type[m], subject_id[m])], dtype=object))
     # subjects, Decree 156 limits, models
     is_member, is_coop = subject_type == "member", subject_type == "cooperative"
     kind = pd.Series(subject_id).map(scorer.member_type).to_numpy(dtype=object)

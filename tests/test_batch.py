@@ -140,3 +140,29 @@ def test_table_treeshap_equals_lightgbm_pred_contrib(scorer, subject):
     x[:50] = 0.0
     got = PathTreeShap(plan.model.booster).contributions(x)
     np.testing.assert_allclose(got, plan.model.booster.predict(x, pred_contrib=True), rtol=0, atol=1e-12)
+
+
+def test_a_file_for_a_lender_passes_the_apis_consent_step_and_is_audited(pipeline_home, scorer, people,
+                                                                        records, grant, tmp_path):
+    """`coopscore score --for-lender`: a lender's file is a door like the API: consent per row (an
+    unknown id refused like an unconsented one), one audit row per output row, before the output."""
+    from serving.batch import ForLender
+
+    good, household, _ = people
+    records.add_bank("file-bank", "File bank", ["scores:batch"])
+    grant("member", good[0], "file-bank")
+    rows = [(good[0], 50_000_000), (good[1], 50_000_000), ("TV9999997", 50_000_000), (good[0], 10**13)]
+    pd.DataFrame({"subject_type": "member", "subject_id": [r[0] for r in rows],
+                  "amount_vnd": [r[1] for r in rows], "term_months": 12,
+                  "purpose": "inputs"}).to_csv(tmp_path / "apps.csv", index=False)
+    before = records.audit_count(bank_id="file-bank", endpoint="cli.score")
+    score_file(pipeline_home, tmp_path / "apps.csv", tmp_path / "out.csv", scorer=scorer,
+               for_lender=ForLender("file-bank", records, "operator:tests"))
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert out["status"].tolist() == ["scored", "rejected", "rejected", "rejected"]
+    assert out["error"].tolist()[1:] == ["no_consent", "no_consent", "invalid_request"]
+    unconsented, unknown = out["message"][1], out["message"][2]
+    assert unconsented.replace(good[1], "X") == unknown.replace("TV9999997", "X")
+    assert records.audit_count(bank_id="file-bank", endpoint="cli.score") == before + 4
+    assert records.audit_count(bank_id="file-bank", endpoint="cli.score", outcome="scored") == 1
+    assert records.verify_audit_chain().intact
