@@ -18,10 +18,13 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
+from serving.records import Operator
+
 from serving.launcher import start_server, stop_server
 from serving.web import links
-from web_browser import (CONTRAST_JS, LABELS_JS, LOAD_TIMES, ThreadServer, launch, load_time_ms,
-                         screenshot)
+from web_browser import (CONTRAST_JS, LABELS_JS, LOAD_TIMES, ThreadServer, consent, launch,
+                         load_time_ms, screenshot)
+from web_browser import fund_key as new_fund_key
 
 pytestmark = pytest.mark.e2e
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -37,7 +40,7 @@ def base(pipeline_home):
     print("load times (ms):", json.dumps({k: round(v) for k, v in LOAD_TIMES.items()}))
 
 
-FUND = "quy-htx"
+FUND = "quy-htx-trung-uong"  # a lender of vocabulary.LENDERS: its queue is what is addressed to it
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def queue_apps(pipeline_home) -> pd.DataFrame:
     """The applications the console lists (the same function the app and `coopscore demo` use)."""
     from serving.web.applications import recent_member_applications
 
-    return recent_member_applications(pipeline_home)
+    return recent_member_applications(pipeline_home, lender_id=FUND)
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +69,10 @@ def unconsented(pipeline_home, queue_apps) -> list[str]:
 def fund_key(records, queue_apps, unconsented) -> str:
     """A cooperative development fund: its officers sign in with a key that has the `console` scope.
     The members of its queue consented to the fund when they applied, except `unconsented`."""
-    key = records.add_bank(FUND, "Quỹ hỗ trợ phát triển HTX", ["console"]).token
-    until = datetime.now(timezone.utc) + timedelta(days=365)
+    key = new_fund_key(records, FUND)
     for member in dict.fromkeys(queue_apps.entity_id):
         if member not in unconsented:
-            records.grant_consent("member", member, FUND, expires_at=until, source="api")
+            consent(records, member, FUND)
     return key
 
 
@@ -131,11 +133,12 @@ class StandInRanking:
 
 
 @pytest.fixture(scope="module")
-def standin(pipeline_home):
-    """The web app alone, served in-process, with the stand-in ranking."""
+def standin(pipeline_home, records):
+    """The web app alone, served in-process, with the stand-in ranking (and the records, which
+    hold each member's link version)."""
     from serving.web.app import web
 
-    web.state.paths, web.state.ranking = pipeline_home, StandInRanking()
+    web.state.paths, web.state.ranking, web.state.records = pipeline_home, StandInRanking(), records
     with ThreadServer(web) as url:
         yield url
     web.state.ranking = None
@@ -261,7 +264,7 @@ def test_bad_keys_are_refused(page, base, records):
     page.fill("#api_key", "cs_000000000000_" + "x" * 43)
     page.click("button[type=submit]")
     assert "không được chấp nhận" in page.inner_text("main")
-    platform = records.add_bank("platform-only", "Platform", ["consents:write"]).token
+    platform = records.add_platform("platform-only", "Platform").token  # not a lender: no console
     page.fill("#api_key", platform)
     page.click("button[type=submit]")
     assert "không có quyền" in page.inner_text("main")
@@ -387,7 +390,7 @@ def test_only_consented_applicants_are_scored_and_every_view_is_audited(page, ba
     _login(page, base, fund_key)
     assert page.locator("#queue tbody tr[data-consent=none]").count() == len(unconsented)
     assert f"{len(unconsented)} hồ sơ chưa có đồng ý" in page.inner_text("#no-consent-count")
-    page.goto(f"{base}/app/console?cooperative={cooperative}")
+    assert page.locator(f"#queue tbody tr:has(td:text-is('{member}'))").count() == 0  # withheld
     row = _row(page, application_id)
     assert row.get_attribute("data-consent") == "none"
     assert row.locator("td[data-score]").get_attribute("data-score") == ""
@@ -395,17 +398,20 @@ def test_only_consented_applicants_are_scored_and_every_view_is_audited(page, ba
     assert "Chưa có đồng ý cho quỹ" in row.inner_text() and "chưa đồng ý cho quỹ" in row.inner_text()
     screenshot(page, "console-queue-no-consent")
     shown_before = records.audit_count(endpoint="/app/console", subject_id=member)
-    exported = _export(page, base, f"cooperative={cooperative}")[application_id]
+    assert application_id not in _export(page, base, f"cooperative={cooperative}")  # no filter reveals it
+    exported = _export(page, base, "")[application_id]
     assert (exported["score"], exported["grade"], exported["pd"]) == ("", "", "")
+    assert (exported["member_id"], exported["cooperative_id"], exported["requested_amount_vnd"]) == ("", "", "")
     assert (exported["status"], exported["consent"]) == ("no_consent", "none")
-    assert records.audit_count(endpoint="/app/console/export.csv", subject_id=member) == 0
+    assert records.audit_count(endpoint="/app/console/export.csv", subject_id=member,
+                               outcome="exported_no_consent") == 1  # the reference shown is audited
 
     # the applicant page explains, in both languages, and shows nothing computed from the data
     response = page.goto(f"{base}/app/console/applicant/{application_id}")
     assert response.status == 403
     body = page.inner_text("main")
     assert "Chưa có đồng ý cho quỹ" in body and "No consent for this fund" in body
-    assert "91/2025/QH15" in body and member in body
+    assert "91/2025/QH15" in body and application_id in body and member not in body
     for absent in ("#score", "#contributions", "#whatif", "#decision", ".reasons"):
         assert page.locator(absent).count() == 0, absent
     screenshot(page, "console-applicant-no-consent")
@@ -421,26 +427,29 @@ def test_only_consented_applicants_are_scored_and_every_view_is_audited(page, ba
     log = records.access_log("member", member)
     refusals = {(r["endpoint"], r["http_status"], r["outcome"], r["bank_id"]) for r in log}
     assert refusals == {(e, 403, "no_consent", FUND) for e in
-                        ("/app/console/applicant", "/app/console/decision", "/app/console/api/whatif")}
+                        ("/app/console/applicant", "/app/console/decision", "/app/console/api/whatif")} | {
+        ("/app/console", 200, "listed_no_consent", FUND), ("/app/console/export.csv", 200, "exported_no_consent", FUND)}
     assert records.audit_count(endpoint="/app/console/decision", subject_id=member, http_status=200) == 0
-    assert records.audit_count(endpoint="/app/console", subject_id=member) == shown_before == 0
+    assert records.audit_count(endpoint="/app/console", subject_id=member, outcome="listed") == 0
+    assert shown_before >= 1  # the row shown without consent: its reference, audited
 
     # the member consents: the score appears, and each view is in the member's access log
-    granted = records.grant_consent("member", member, FUND, source="api",
-                                    expires_at=datetime.now(timezone.utc) + timedelta(days=365))
+    granted = consent(records, member, FUND)
     page.goto(f"{base}/app/console?cooperative={cooperative}")
     row = _row(page, application_id)
     assert row.get_attribute("data-consent") == "active"
     assert float(row.locator("td[data-score]").get_attribute("data-score")) > 0
     assert records.audit_count(endpoint="/app/console", subject_id=member, outcome="listed") == 1
     assert _export(page, base, f"cooperative={cooperative}")[application_id]["score"] != ""
-    assert records.audit_count(endpoint="/app/console/export.csv", subject_id=member) == 1
+    assert records.audit_count(endpoint="/app/console/export.csv", subject_id=member, outcome="exported") == 1
     assert page.goto(f"{base}/app/console/applicant/{application_id}").status == 200
     page.wait_for_selector("#contributions svg")
     page.fill("#amount_vnd", "20000000")
     page.click("#whatif button[type=submit]")
     page.wait_for_function("() => document.querySelector('#decision input[name=amount_vnd]').value === '20000000'")
-    views = [r for r in records.access_log("member", member) if r["http_status"] == 200]
+    views = [r for r in records.access_log("member", member)
+             if r["http_status"] == 200 and r["endpoint"].startswith("/app/console")
+             and not r["outcome"].endswith("_no_consent")]  # the grant itself is audited too
     assert {(r["endpoint"], r["outcome"]) for r in views} == {
         ("/app/console", "listed"), ("/app/console/export.csv", "exported"),
         ("/app/console/applicant", "viewed"), ("/app/console/api/whatif", "whatif")}
@@ -450,8 +459,8 @@ def test_only_consented_applicants_are_scored_and_every_view_is_audited(page, ba
     assert json.loads(views[0]["answer"])["amount_vnd"] == 20000000  # newest first: the what-if
 
     # the member withdraws it: hidden again on the very next load
-    records.revoke_consent(granted["consent_id"])
-    page.goto(f"{base}/app/console?cooperative={cooperative}")
+    records.revoke_consent(granted, source="member_page", actor=Operator("tests"))
+    page.goto(f"{base}/app/console")  # its cooperative is withheld again: no filter finds it
     row = _row(page, application_id)
     assert row.get_attribute("data-consent") == "revoked"
     assert row.locator("td[data-score]").get_attribute("data-score") == ""
@@ -466,6 +475,13 @@ def test_queue_page_writes_one_audit_row_per_member_shown(page, base, fund_key, 
     _login(page, base, fund_key)
     coop = queue_apps.cooperative_id.value_counts().index[0]
     members = set(queue_apps[queue_apps.cooperative_id == coop].entity_id)
+    before = records.audit_count(endpoint="/app/console")
+    page.goto(f"{base}/app/console")
+    shown = set(page.locator("#queue tbody tr[data-consent=active] td:nth-child(2)").all_inner_texts())
+    withheld = page.locator("#queue tbody tr:not([data-consent=active])").count()
+    assert shown == set(queue_apps.entity_id) - set(unconsented) and withheld == len(unconsented)
+    # every row shown is audited, with or without consent: one row per member
+    assert records.audit_count(endpoint="/app/console") == before + len(shown) + len(unconsented)
     before = records.audit_count(endpoint="/app/console")
     page.goto(f"{base}/app/console?cooperative={coop}")
     shown = set(page.locator("#queue tbody tr[data-consent=active] td:nth-child(2)").all_inner_texts())
