@@ -304,14 +304,23 @@ def rank(as_of: Optional[str] = typer.Option(None, help="ISO date; default: the 
 @app.command("member-link")
 def member_link_cmd(member_id: str = typer.Argument(..., help="e.g. TV0000001"),
                     base_url: str = typer.Option("http://127.0.0.1:3000", help="Where the service is reached"),
-                    days: int = typer.Option(90, min=1, max=365, help="How long the link works")) -> None:
-    """Print the signed link of a member's own ranking page (only that member's page opens with it)."""
-    from serving.web.links import member_link
+                    days: Optional[int] = typer.Option(None, min=1, max=365, help="How long the link "
+                                                       "works (default COOPSCORE_MEMBER_LINK_DAYS, 30)"),
+                    revoke: bool = typer.Option(False, "--revoke", help="End every link of this member "
+                                                "printed so far (a lost or shared phone)")) -> None:
+    """Print the signed link of a member's own ranking page (only that member's page opens with it),
+    or with --revoke end all of that member's earlier links at once."""
+    from serving.web.links import member_link, revoke_links
 
     paths = get_paths()
     members = pd_read_ids(paths)
     if member_id not in members:
         fail(f"no member with id '{member_id}' in {paths.clean}; check the id.")
+    if revoke:
+        version = revoke_links(member_id, paths=paths)
+        console.print(f"every earlier link of {member_id} stops working now (link version {version}); "
+                      "print a new one with `coopscore member-link " + member_id + "`.")
+        return
     console.print(member_link(member_id, base_url, paths=paths, days=days), soft_wrap=True)
 
 
@@ -382,14 +391,14 @@ DEMO_RANK_MONTHS = 6
 
 
 def _demo_member_link(paths: Paths, port: int) -> None:
-    """One ranked member's own page, as the platform would send it to them (signed, 90 days)."""
+    """One ranked member's own page, as the platform would send it to them (signed, 30 days)."""
     from ranking.rank import latest_ranking
     from serving.web.links import member_link
 
     for member_id in sorted(pd_read_ids(paths))[:200]:
         ranked = latest_ranking(paths, member_id)
         if ranked is not None and ranked["status"] == "ranked":
-            url = member_link(member_id, f"http://localhost:{port}", paths=paths, days=90)
+            url = member_link(member_id, f"http://localhost:{port}", paths=paths)
             console.print(f"member page of {member_id} ({ranked['tier_vi']} / {ranked['tier_en']}): "
                           f"{url}  (others: coopscore member-link ID)", soft_wrap=True)
             return

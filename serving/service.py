@@ -56,8 +56,12 @@ from serving.rate_limit import RateLimiter
 from serving.records import PURPOSES, AuditEntry, NotAllowed, Principal, Records, RecordsError
 from serving.security_headers import SecurityHeaders
 from serving.web.app import web
+from serving.web.links import redact_member_tokens
 
 log = logging.getLogger("coopscore.service")
+# A member's page link is their key to it: it never reaches a log line, even with the access log on.
+for _name in ("bentoml.access", "uvicorn.access", "uvicorn.error"):
+    logging.getLogger(_name).addFilter(redact_member_tokens)
 
 api = FastAPI(
     title="coopscore scoring API",

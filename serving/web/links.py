@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from settings import Paths, get_paths
+from settings import Paths, get_paths, get_settings
 
 SECRET_ENV = "COOPSCORE_WEB_SECRET"
 SECRET_FILE = "web-secret"
@@ -48,10 +48,11 @@ def _unb64(text: str) -> bytes:
 
 
 def web_secret(paths: Paths | None = None) -> bytes:
-    """The signing secret: the environment's, else the one kept in the home (made once, 0600)."""
-    given = os.environ.get(SECRET_ENV, "")
-    if given:
-        return given.encode("utf-8")
+    """The signing secret: COOPSCORE_WEB_SECRET (the settings), else the one kept in the home
+    (made once, 0600)."""
+    given = get_settings().web_secret
+    if given is not None and given.get_secret_value():
+        return given.get_secret_value().encode("utf-8")
     path = (paths or get_paths()).service / SECRET_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -177,3 +177,21 @@ def test_audit_failures_log_no_personal_data(caplog):
     assert "req-abc" in text and "RuntimeError" in text
     for secret in ("TV0000123", "0.1234", "612.5"):
         assert secret not in text
+
+
+def test_member_link_tokens_never_reach_the_servers_access_log(pipeline_home, members):
+    """With the access log on, the server logs every path, but a member page's token is redacted."""
+    from serving.web.links import member_link
+
+    log_path = pipeline_home.home / "access-log-server.log"
+    proc, url = start_server(pipeline_home.home, log_path=log_path, env={"COOPSCORE_ACCESS_LOG": "1"})
+    try:
+        link = member_link(members[0], url, paths=pipeline_home)
+        token = link.rsplit("/", 1)[1]
+        assert httpx.get(link, timeout=60).status_code in (200, 404)  # shown, or not ranked yet
+        assert httpx.get(f"{url}/app/member/{token}x", timeout=60).status_code == 403  # forged
+    finally:
+        stop_server(proc)
+    text = log_path.read_text()
+    assert "/app/member/" in text, "the access log was not on: nothing was checked"
+    assert token not in text and token[:20] not in text
