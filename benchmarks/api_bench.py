@@ -91,7 +91,7 @@ def build_home(home: Path, members: int, cooperatives: int) -> Paths:
 
 def bank_and_consents(paths: Paths, member_ids: list[str]) -> tuple[str, dict]:
     """The bank "bench" (a new key if it exists already) and a year's consent for each member."""
-    from serving.records import Operator, Records
+    from records import Operator, Records
 
     with Records(paths) as records:
         scopes = ["scores:read", "scores:batch"]
@@ -269,7 +269,7 @@ def main() -> None:
                 say(f"  achieved {r['achieved_per_s']:.1f}/s, p50 {fmt(r['p50_ms'])} p95 {fmt(r['p95_ms'])} "
                     f"p99 {fmt(r['p99_ms'])} ms, errors {r['errors_by_status']}, send lag p99 "
                     f"{fmt(r['send_lag_p99_ms'])} ms")
-            from serving.records import Records
+            from records import Records
             with Records(paths) as records:
                 audit_200 = records.audit_count(bank_id=BANK, http_status=200) - audit["audit_200_before"]
             audit = {"audit_200": audit_200, "client_200": client_200, "equal": audit_200 == client_200}

@@ -134,7 +134,7 @@ def time_at_scale(rows: int) -> dict:
 def fund_with_consents(paths: Paths, member_ids) -> str:
     """The fund's console key (a new key if the fund exists) and a year's consent of every member
     in the console queue, as the members gave it when they applied."""
-    from serving.records import Operator, Records
+    from records import Operator, Records
 
     with Records(paths) as records:
         try:

@@ -235,7 +235,7 @@ def score(input: Path = typer.Option(..., "--input", help="Applications: CSV or 
     import getpass
 
     from serving.batch import ForLender, score_file
-    from serving.records import Records
+    from records import Records
 
     paths = get_paths()
     records = Records(paths) if for_lender else None
@@ -444,7 +444,7 @@ def _demo_bank(paths: Paths, port: int) -> None:
 
     import pandas as pd
 
-    from serving.records import LENDER_SCOPES, Records
+    from records import LENDER_SCOPES, Records
 
     token_file = paths.home / "service" / f"{DEMO_BANK}.token"
     snap = pd.read_parquet(paths.features / "snapshot.parquet",

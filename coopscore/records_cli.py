@@ -55,7 +55,7 @@ def fail(message: str) -> None:
 
 
 def _records():
-    from serving.records import Records, RecordsError
+    from records import Records, RecordsError
 
     try:
         return Records(get_paths())
@@ -64,14 +64,14 @@ def _records():
 
 
 def _operator():
-    from serving.records import Operator
+    from records import Operator
 
     return Operator(getpass.getuser())
 
 
 def _audit_read(records, endpoint: str, subject_type: str, subject_id: str, rows: int) -> None:
     """An operator's read of a subject's records is itself an audit event (written before it is shown)."""
-    from serving.records import AuditEntry
+    from records import AuditEntry
 
     who = _operator()
     records.append_audit([AuditEntry(request_id=uuid.uuid4().hex, at=datetime.now(timezone.utc),
@@ -133,7 +133,7 @@ def platform_add_key(platform_id: str = typer.Argument(..., help="The platform's
                      expires: Optional[str] = typer.Option(None, help="Last valid day of the key, YYYY-MM-DD")) -> None:
     """Register the platform (first time) or issue it another key; prints the key once.
     The key may write consents and read access logs; it cannot score."""
-    from serving.records import PLATFORM_SCOPES
+    from records import PLATFORM_SCOPES
 
     expires_at = _day(expires, "--expires") if expires else None
     with _records() as records:
@@ -297,7 +297,7 @@ def audit_verify() -> None:
 def records_grant(role: str = typer.Argument(..., help="The PostgreSQL login role the service connects as")) -> None:
     """Give the service's role its rights, run as the owner (COOPSCORE_DATABASE_URL = the owner's URL):
     read and append the audit log, never update, delete or alter it."""
-    from serving.records.roles import grant_service_role
+    from records.roles import grant_service_role
 
     with _records() as records:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from scoring.errors import ApiError, NoConsent
-from serving.records import AuditEntry, features_sha256
+from records import AuditEntry, ConsentCheck, features_sha256
 
 PURPOSE = "credit_scoring"
 
@@ -33,6 +33,12 @@ class Disclosure:
         self.records = records
         self.knows = knows
 
+    def check(self, lender_id: str, subject_type: str, subject_id: str,
+              purpose: str = PURPOSE) -> ConsentCheck:
+        """The one consent check of every door: is the subject's consent for this lender and
+        purpose active now? (The console shows its state; the API answers with `refusal`.)"""
+        return self.records.consent_for(subject_type, subject_id, lender_id, purpose=purpose)
+
     def refusal(self, lender_id: str, subject_type: str, subject_id: str,
                 purpose: str = PURPOSE) -> NoConsent | None:
         """None when the lender may see the subject now, else the refusal to answer with. The
@@ -44,7 +50,7 @@ class Disclosure:
             refusal = NoConsent(words)
             refusal.internal_outcome = "unknown_subject"
             return refusal
-        check = self.records.consent_for(subject_type, subject_id, lender_id, purpose=purpose)
+        check = self.check(lender_id, subject_type, subject_id, purpose)
         if check.active:
             return None
         refusal = NoConsent(f"{words} ({check.reason})" if check.consent_id else words)

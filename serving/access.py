@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from scoring.errors import ApiError
 from serving.rate_limit import RateLimiter
-from serving.records import AuthError, Principal, Records
+from records import AuthError, Principal, Records
 
 bearer = HTTPBearer(auto_error=False, scheme_name="bank API key",
                     description="`Authorization: Bearer cs_<key id>_<secret>`, issued by "

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from serving.records import AuditEntry, Records
+from records import AuditEntry, Records
 
 WAIT_SECONDS = 10.0  # a request waits at most this long for its commit, then answers 503
 

@@ -31,7 +31,7 @@ from settings import Paths
 from data_contracts import vocabulary as v
 from scoring import policy
 from scoring.disclosure import Disclosure
-from serving.records import AuditEntry
+from records import AuditEntry
 from scoring.scorer import Scorer
 
 REQUIRED_COLUMNS = ("subject_type", "subject_id", "amount_vnd", "term_months", "purpose")
@@ -218,7 +218,7 @@ class ForLender:
     is an audit entry, written before the chunk's output. `actor` is who ran it ("operator:<user>")."""
 
     lender_id: str
-    records: object  # serving.records.Records
+    records: object  # records.Records
     actor: str
 
 

@@ -22,10 +22,8 @@ OpenAPI spec documents them.
 """
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
-import os
 import re
 import time
 import traceback
@@ -53,7 +51,7 @@ from serving.body_limit import BodyLimit
 from serving.json_not_found import JsonNotFound
 from serving.model_watch import ChampionWatcher
 from serving.rate_limit import RateLimiter
-from serving.records import PURPOSES, AuditEntry, NotAllowed, Principal, Records, RecordsError
+from records import PURPOSES, AuditEntry, NotAllowed, Principal, Records, RecordsError
 from serving.security_headers import SecurityHeaders
 from serving.web.app import web
 from serving.web.links import redact_member_tokens
@@ -218,7 +216,7 @@ ACCESS_LOG = SETTINGS.access_log
 BATCH_MAX_AS_OF_DATES = SETTINGS.batch_max_as_of_dates
 # A batch still computing after this long is cancelled (BentoML's own timeout is 60 s): the client
 # gets a clear 503 instead of a 504 while work nobody will receive goes on.
-BATCH_DEADLINE_SECONDS = float(os.environ.get("COOPSCORE_BATCH_DEADLINE_SECONDS", "50"))
+BATCH_DEADLINE_SECONDS = SETTINGS.batch_deadline_seconds
 
 
 # BentoML records an OpenTelemetry span for every request even with no exporter configured (its

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     member_link_days: int = Field(30, ge=1, description="how long a member's page link stays valid, in days")
     batch_max_as_of_dates: int = Field(31, ge=1, description=(
         "the most distinct as_of_date values one batch request may ask for"))
+    batch_deadline_seconds: float = Field(50.0, ge=0, description=(
+        "a batch still computing after this long is cancelled (503), under BentoML's 60 s timeout"))
 
     @field_validator("tracking_uri", "database_url", mode="before")
     @classmethod

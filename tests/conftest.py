@@ -57,7 +57,7 @@ BANK_SCOPES = ("scores:read", "scores:batch")  # what a partner bank's key may h
 @pytest.fixture(scope="session")
 def records(pipeline_home):
     """The service's records in the pipeline home (the server started on that home reads them)."""
-    from serving.records import Records
+    from records import Records
 
     with Records(pipeline_home) as store:
         yield store
@@ -81,7 +81,7 @@ def grant(records):
     from datetime import datetime, timedelta, timezone
 
     def _grant(subject_type: str, subject_id: str, bank_id: str = "testbank") -> str:
-        from serving.records import Operator
+        from records import Operator
 
         row = records.grant_consent(subject_type, subject_id, bank_id, purpose="credit_scoring",
                                     expires_at=datetime.now(timezone.utc) + timedelta(days=364),

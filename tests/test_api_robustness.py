@@ -38,7 +38,7 @@ def member_id(home) -> str:
 def server(home, member_id):
     from datetime import datetime, timedelta, timezone
 
-    from serving.records import Operator, Records
+    from records import Operator, Records
 
     with Records(home) as records:
         tokens = {bank: records.add_bank(bank, bank, ["scores:read"]).token

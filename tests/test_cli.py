@@ -57,7 +57,7 @@ def test_demo_bank_holds_bank_scopes_only_and_its_secrets_are_private(demo_home)
     console, never writes consent; the consents are the platform's; the audit chain is intact."""
     import stat
 
-    from serving.records import LENDER_SCOPES, Records
+    from records import LENDER_SCOPES, Records
     from settings import Paths
 
     service = demo_home / "service"

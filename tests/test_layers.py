@@ -24,22 +24,12 @@ LAYERS = {
     "training": 3,
     "evaluation": 4,
     "governance": 5,
-    "scoring": 6,
-    "ranking": 7,
-    "serving": 8,
-    "coopscore": 9,
+    "records": 6,  # the service's own records: parties and keys, consents, the audit log, sessions
+    "scoring": 7,
+    "ranking": 8,
+    "serving": 9,
+    "coopscore": 10,
 }
-
-# Back edges that exist today in files being moved by the other halves of issue 11 (the scorer
-# from serving/ to scoring/; serving/* and the CLI from coopscore.paths to settings). Each is
-# (file, imported module as written). The test passes with these and fails on any other back edge;
-# test_known_back_edges_are_still_there makes a fixed entry fail until it is removed here.
-# The owner empties this set when those moves land.
-KNOWN_UNTIL_MOVED: set[tuple[str, str]] = {
-    # the scoring core still reaches up into the service's records for consent and audit
-    ("scoring/disclosure.py", "serving.records"),
-}
-
 
 class Edge(NamedTuple):
     """One import of a lower- or higher-layer package: where it is and what it imports."""
@@ -108,24 +98,13 @@ def test_the_layers_are_the_wheels_packages():
 
 
 def test_imports_only_go_down():
-    """No import goes to a higher layer, except the listed ones that are being moved."""
+    """No import goes to a higher layer: anything into the CLI package, records or features into
+    scoring, ranking into serving, training into evaluation (the old cycle)."""
     edges = back_edges()
-    new = [e for e in edges if (e.file, e.imported) not in KNOWN_UNTIL_MOVED]
-    known = [e for e in edges if (e.file, e.imported) in KNOWN_UNTIL_MOVED]
-    assert not new, (
-        f"{len(new)} import(s) go up a layer (order: {', '.join(LAYERS)}); move the code to the "
+    assert not edges, (
+        f"{len(edges)} import(s) go up a layer (order: {', '.join(LAYERS)}); move the code to the "
         "layer that owns it, or pass the value down instead of importing upward:\n"
-        + "\n".join(f"  {e}" for e in new)
-        + (f"\nalso still present, listed in KNOWN_UNTIL_MOVED ({len(known)}):\n"
-           + "\n".join(f"  {e}" for e in known) if known else ""))
-
-
-def test_known_back_edges_are_still_there():
-    """An entry of KNOWN_UNTIL_MOVED that no longer occurs must be removed, so the list only shrinks."""
-    present = {(e.file, e.imported) for e in back_edges()}
-    stale = sorted(KNOWN_UNTIL_MOVED - present)
-    assert not stale, ("these KNOWN_UNTIL_MOVED entries no longer occur; delete them from "
-                       "tests/test_layers.py:\n" + "\n".join(f"  {f} -> {m}" for f, m in stale))
+        + "\n".join(f"  {e}" for e in edges))
 
 
 def test_the_checker_sees_nested_relative_and_conditional_imports():

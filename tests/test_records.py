@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 from settings import reset_settings
 from settings.paths import Paths
-from serving.records import (SCOPES, AuditEntry, AuthError, Operator, Records, RecordsError, features_sha256)
-from serving.records import store as store_module
-from serving.records.db import database_url
-from serving.records.migrations import current, head, upgrade
+from records import (SCOPES, AuditEntry, AuthError, Operator, Records, RecordsError, features_sha256)
+from records import store as store_module
+from records.db import database_url
+from records.migrations import current, head, upgrade
 
 ADMIN_URL = os.environ.get("COOPSCORE_TEST_POSTGRES_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import pytest
 
-from serving.records import Operator
+from records import Operator
 
 from serving.launcher import start_server, stop_server
 from serving.web import links

@@ -105,7 +105,7 @@ def consent(records, member_id: str, bank_id: str) -> str:
     """The member's consent for the fund, recorded as the platform's operator would; its id."""
     from datetime import datetime, timedelta, timezone
 
-    from serving.records import Operator
+    from records import Operator
 
     return records.grant_consent("member", member_id, bank_id, purpose="credit_scoring",
                                  expires_at=datetime.now(timezone.utc) + timedelta(days=300),

@@ -42,9 +42,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from settings import Paths, get_paths
 from features.catalogue import FEATURES_BY_NAME
-from serving import schemas
-from serving.errors import ApiError
-from serving.records import AuditEntry, AuthError, features_sha256
+from scoring import schemas
+from scoring.errors import ApiError
+from records import AuditEntry, AuthError, features_sha256
 from data_contracts.vocabulary import LENDERS
 from serving.web import charts, disclosure, links, safe_csv
 from serving.web.applications import QUEUE_SIZE, find_application, recent_member_applications
@@ -508,7 +508,12 @@ def applicant(request: Request, application_id: str) -> HTMLResponse:
 
 @web.post("/console/applicant/{application_id}", response_class=HTMLResponse)
 def applicant_whatif(request: Request, application_id: str, amount_vnd: str = Form(""),
-                     term_months: str = Form("")) -> HTMLResponse:
+                     term_months: str = Form(""), csrf: str = Form("")) -> HTMLResponse:
+    """The what-if form without JavaScript: a POST like the decision's, so it needs the CSRF token
+    too (another site must not make an officer's browser re-score and audit applicants)."""
+    officer = _officer(request)
+    if officer is not None and not _csrf_ok(officer, csrf):
+        return _error_page(request, 403, "forbidden")
     return _applicant(request, application_id, amount_vnd, term_months, outcome="whatif")
 
 

@@ -18,9 +18,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from serving.records import AuditEntry, Records
-
-PURPOSE = "credit_scoring"
+from records import AuditEntry, Records
+from scoring.disclosure import Disclosure
 SUBJECT = "member"  # the console lists members' applications
 # columns of the scored queue that come from the member's data: blanked without consent
 SCORED_COLUMNS = {"score": math.nan, "pd": math.nan, "grade": "", "note": "", "model_name": None,
@@ -45,8 +44,9 @@ class Consent:
 
 
 def consent_of(records: Records, bank_id: str, member_id: str) -> Consent:
-    """The authoritative check (as the API's), with its state in a form the page can translate."""
-    check = records.consent_for(SUBJECT, member_id, bank_id, purpose=PURPOSE)
+    """The API's own consent check (scoring.disclosure), with its state in a form the page can
+    translate. The console lists only applications addressed to the fund, so every subject exists."""
+    check = Disclosure(records, knows=lambda *_: True).check(bank_id, SUBJECT, member_id)
     return Consent(check.active, check.state, check.on.strftime("%Y-%m-%d") if check.on else None,
                    check.consent_id, check.reason)
 

@@ -131,7 +131,7 @@ def _verify(token: str, secret: bytes, kind: str, now: float | None) -> list[str
 
 
 def _records(paths: Paths | None):
-    from serving.records import Records  # noqa: PLC0415 (the database only when a link is made)
+    from records import Records  # noqa: PLC0415 (the database only when a link is made)
 
     return Records(paths or get_paths())
 

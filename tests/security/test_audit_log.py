@@ -24,11 +24,11 @@ from typer.testing import CliRunner
 
 from settings import reset_settings
 from settings.paths import Paths
-from serving.records import AuditEntry, Records, RecordsError
-from serving.records.chain import row_hash
-from serving.records.migrations import upgrade
-from serving.records.roles import grant_service_role
-from serving.records.tables import audit_log
+from records import AuditEntry, Records, RecordsError
+from records.chain import row_hash
+from records.migrations import upgrade
+from records.roles import grant_service_role
+from records.tables import audit_log
 
 ADMIN_URL = os.environ.get("COOPSCORE_TEST_POSTGRES_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -238,7 +238,7 @@ def test_service_role_does_not_migrate_a_schema_it_does_not_own(cluster):
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA "{schema}" TO "{cluster.app}"'))  # even so
     try:
-        with pytest.raises(RecordsError, match="run `python -m serving.records.migrations upgrade head` "
+        with pytest.raises(RecordsError, match="run `python -m records.migrations upgrade head` "
                                                "with the owner role's URL"):
             Records(url=cluster.url(cluster.app, schema))
         with owner.connect() as conn:
@@ -395,7 +395,7 @@ def test_the_records_file_and_its_journal_are_private(tmp_path):
 
 
 def test_the_documented_setup_migrates_as_owner_then_grants_the_service_role(cluster, tmp_path, monkeypatch, fresh_settings):
-    """docs/records.md: `python -m serving.records.migrations upgrade head` and `coopscore records grant
+    """docs/records.md: `python -m records.migrations upgrade head` and `coopscore records grant
     ROLE`, both with the owner's URL; then the service connects as its own role."""
     import subprocess
     import sys
@@ -409,7 +409,7 @@ def test_the_documented_setup_migrates_as_owner_then_grants_the_service_role(clu
     try:
         env = {**os.environ, "COOPSCORE_DATABASE_URL": cluster.url(cluster.owner, schema),
                "COOPSCORE_HOME": str(tmp_path)}
-        done = subprocess.run([sys.executable, "-m", "serving.records.migrations", "upgrade", "head"], env=env,
+        done = subprocess.run([sys.executable, "-m", "records.migrations", "upgrade", "head"], env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         monkeypatch.setenv("COOPSCORE_DATABASE_URL", cluster.url(cluster.owner, schema))

@@ -12,9 +12,9 @@ from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from settings.paths import Paths
-from serving.records import (CONSENT_MAX_DAYS, PURPOSES, NotAllowed, Operator, Principal, Records,
+from records import (CONSENT_MAX_DAYS, PURPOSES, NotAllowed, Operator, Principal, Records,
                              RecordsError)
-from serving.records.migrations import upgrade
+from records.migrations import upgrade
 
 from .test_audit_log import cluster, fresh_settings, roles  # noqa: F401 - fixtures
 

@@ -19,7 +19,7 @@ PERSONAL = ("member_id", "cooperative_id", "province", "business_sector", "reque
 
 @pytest.fixture(scope="module")
 def scorer(pipeline_home):
-    from serving.scorer import Scorer
+    from scoring.scorer import Scorer
 
     return Scorer(pipeline_home)
 
@@ -183,3 +183,18 @@ def test_logout_without_csrf_is_refused(client, world):
         response = client.post("/console/logout", data=forged)
         assert response.status_code == 403
         assert 'id="queue"' in client.get("/console").text  # the session is still live
+
+
+def test_whatif_form_without_csrf_is_refused(client, world, records, our_apps):
+    """Another site cannot make a signed-in officer's browser re-score (and audit) an applicant."""
+    csrf = sign_in(client, world["ours"])
+    app = our_apps.iloc[0]
+    path = f"/console/applicant/{app.application_id}"
+    before = records.audit_count(subject_id=app.entity_id, outcome="whatif")
+    for forged in ({}, {"csrf": "forged"}):
+        response = client.post(path, data={"amount_vnd": "5000000", "term_months": "12", **forged})
+        assert response.status_code == 403
+    assert records.audit_count(subject_id=app.entity_id, outcome="whatif") == before
+    fine = client.post(path, data={"amount_vnd": "5000000", "term_months": "12", "csrf": csrf})
+    assert fine.status_code == 200
+    assert records.audit_count(subject_id=app.entity_id, outcome="whatif") == before + 1

@@ -1,7 +1,7 @@
 """The Alembic command line over these migrations, for DBAs who run schema changes by hand.
 
     COOPSCORE_DATABASE_URL=postgresql+psycopg://owner@db/coopscore \
-        python -m serving.records.migrations upgrade head [--sql]
+        python -m records.migrations upgrade head [--sql]
 
 Same commands as `alembic` (current, history, upgrade, downgrade, --sql for a script to review),
 without an alembic.ini: the URL comes from COOPSCORE_DATABASE_URL or COOPSCORE_HOME.
@@ -13,12 +13,12 @@ import sys
 from alembic.config import CommandLine
 
 from settings.paths import get_paths
-from serving.records.db import database_url
-from serving.records.migrations import alembic_config
+from records.db import database_url
+from records.migrations import alembic_config
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli = CommandLine(prog="python -m serving.records.migrations")
+    cli = CommandLine(prog="python -m records.migrations")
     options = cli.parser.parse_args(argv)
     if not hasattr(options, "cmd"):
         cli.parser.error("name a command, e.g. `upgrade head` or `current`")

@@ -26,10 +26,10 @@ from sqlalchemy.exc import DBAPIError
 
 from settings import get_settings
 from settings.paths import Paths, get_paths
-from serving.records import chain
-from serving.records.db import RecordsError, database_url, masked, open_engine
-from serving.records.migrations import ensure_schema
-from serving.records.tables import (api_keys, audit_chain_head, audit_log, banks, consents, member_links,
+from records import chain
+from records.db import RecordsError, database_url, masked, open_engine
+from records.migrations import ensure_schema
+from records.tables import (api_keys, audit_chain_head, audit_log, banks, consents, member_links,
                                     web_sessions)
 
 LENDER_SCOPES = {
@@ -352,7 +352,7 @@ class Records:
             cause = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise RecordsError(f"cannot bring the records database {masked(self.url)} to the current "
                                f"schema ({cause}): the user needs the right to create tables and "
-                               "triggers, or a DBA runs `python -m serving.records.migrations upgrade "
+                               "triggers, or a DBA runs `python -m records.migrations upgrade "
                                "head` once (see docs/records.md).") from None
         self._write_lock = threading.Lock()  # SQLite has one writer; waiting here beats SQLITE_BUSY
         self._cache_lock = threading.Lock()

@@ -30,7 +30,7 @@ def grant_service_role(owner_engine: Engine, role: str) -> list[str]:
                          "starting with a letter or '_' (e.g. coopscore_app).")
     with owner_engine.begin() as conn:
         if conn.execute(text("SELECT to_regclass('audit_log')")).scalar() is None:
-            raise LookupError("the records schema is not there yet: run `python -m serving.records.migrations "
+            raise LookupError("the records schema is not there yet: run `python -m records.migrations "
                               "upgrade head` as the owner first.")
         found = conn.execute(text("SELECT rolsuper, pg_has_role(:r, (SELECT tableowner FROM pg_tables "
                                   "WHERE tablename = 'audit_log' AND schemaname = current_schema()), "

@@ -1,7 +1,7 @@
 """The service's own records: parties (lenders, the platform) and API keys, consents, the hash-chained
 append-only audit log, console sessions and member-link versions."""
-from serving.records.db import RecordsError
-from serving.records.store import (CONSENT_MAX_DAYS, CONSENT_SOURCES, LENDER_SCOPES, PLATFORM_SCOPES, PURPOSES,
+from records.db import RecordsError
+from records.store import (CONSENT_MAX_DAYS, CONSENT_SOURCES, LENDER_SCOPES, PLATFORM_SCOPES, PURPOSES,
                                    SCOPES, AuditEntry, AuthError, ChainReport, ConsentCheck, IssuedKey, NotAllowed,
                                    Operator, Principal, Records, features_sha256)
 

@@ -15,7 +15,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
-from serving.records.db import RecordsError, masked
+from records.db import RecordsError, masked
 
 HERE = Path(__file__).resolve().parent
 _LOCK_ID = 0x636F6F70  # 'coop': the PostgreSQL advisory lock that serialises concurrent upgrades
@@ -86,7 +86,7 @@ def ensure_schema(engine: Engine) -> None:
         raise RecordsError(
             f"the records database {masked(str(engine.url.render_as_string(hide_password=False)))} is at "
             f"revision {current(engine) or 'none'}, not {head()}, and this role does not own the schema, so "
-            "it will not migrate it: run `python -m serving.records.migrations upgrade head` with the "
+            "it will not migrate it: run `python -m records.migrations upgrade head` with the "
             "owner role's URL in COOPSCORE_DATABASE_URL, then `coopscore records grant ROLE` (see "
             "docs/records.md).")
     upgrade(engine)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from serving.records.tables import metadata
+from records.tables import metadata
 
 config = context.config
 
@@ -24,7 +24,7 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from serving.records.db import open_engine
+    from records.db import open_engine
 
     engine = open_engine(config.get_main_option("sqlalchemy.url"))
     try:

@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from alembic import op
 
-from serving.records.chain import GENESIS, HASHED_FIELDS, row_hash
-from serving.records.tables import audit_log
+from records.chain import GENESIS, HASHED_FIELDS, row_hash
+from records.tables import audit_log
 
 revision = "0002"
 down_revision = "0001"
