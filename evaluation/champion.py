@@ -24,6 +24,9 @@ from training.scorecard import fit_scorecard
 OPERATING_PD = 0.08
 FAIRNESS_GROUPS = ("household_head_gender", "ethnic_minority", "mountainous_commune", "region",
                    "business_sector")
+# A calibration slope whose 95% CI is wider than this cannot be said to be pinned down.
+MAX_SLOPE_CI_WIDTH = 1.0
+FRAME_COLUMNS = ("application_id", "as_of", "label", "pd", "true_pd")
 
 
 @dataclass
@@ -40,10 +43,42 @@ class ChampionEvaluation:
     seconds: float
     # the transparent challenger (WoE scorecard) fitted on the same training months
     scorecard: dict[str, metrics.Estimate] | None = None
+    # one row per test application, in a fixed order (as_of, application_id) so that two models
+    # evaluated on the same data pair row by row: FRAME_COLUMNS, then the groups of FAIRNESS_GROUPS
+    # (members only; measurement only, never a model input)
+    frame: pd.DataFrame | None = None
+    backtest_dates: list[str] | None = None  # the deployment dates T (ISO) the test rows come from
+
+    @property
+    def calibration_slope(self) -> metrics.Estimate:
+        """The calibration slope of the model's PD on the test rows, with its 95% CI."""
+        return self.model["calibration_slope"]
+
+    @property
+    def calibration_pinned(self) -> bool:
+        """Whether the calibration slope is known well enough to trust the PD (see the reason)."""
+        return calibration_verdict(self.calibration_slope)[0]
+
+    @property
+    def calibration_reason(self) -> str:
+        """Why the calibration is, or is not, pinned down (the slope and its CI)."""
+        return calibration_verdict(self.calibration_slope)[1]
 
     def largest_fairness_gap(self) -> tuple[str, str, float] | None:
         """(grouping, metric, gap) of the largest gap between groups, or None without groups."""
         return fairness.largest_gap(self.fairness) if self.fairness else None
+
+
+def calibration_verdict(slope: metrics.Estimate,
+                        max_width: float = MAX_SLOPE_CI_WIDTH) -> tuple[bool, str]:
+    """(pinned, reason): a calibration slope is pinned down when its 95% CI excludes 0 and is at
+    most `max_width` wide; otherwise the PD's spread is not known from the evidence."""
+    text = f"calibration slope {slope.value:.2f} (95% CI {slope.low:.2f} to {slope.high:.2f})"
+    if slope.low <= 0:
+        return False, f"{text} includes 0: the PD's ranking is not established on the test rows"
+    if slope.high - slope.low > max_width:
+        return False, f"{text} is wider than {max_width}: too few defaults to pin the PD's spread"
+    return True, f"{text}: pinned down (CI excludes 0, width at most {max_width})"
 
 
 def evaluate_champion(paths: Paths, subject: str = "member", n_boot: int = 300) -> ChampionEvaluation:
@@ -98,18 +133,38 @@ def evaluate_model(paths: Paths, subject: str, model, version: str,
     psi = pd.concat([stability.psi_table(scores, oot_scores, ["score"]),
                      stability.psi_table(split.train, oot, features)], ignore_index=True)
 
-    groups = _with_groups(paths, oot, subject)
+    groups = _with_groups(paths, oot[["entity_id", "label", "pd"]], subject)
     report = (fairness.fairness_report(groups, list(FAIRNESS_GROUPS), threshold=OPERATING_PD)
               if groups is not None else {})
     scorecard_metrics = None
     if with_scorecard:
         scorecard = fit_scorecard(split.train, features)
         scorecard_metrics = metrics.evaluate(y, scorecard.pd(oot), n_boot=n_boot)
+    frame = test_frame(paths, oot, subject)
     evaluation = ChampionEvaluation(subject, version, len(oot), model_metrics, true_metrics, psi,
-                                    report, time.perf_counter() - started, scorecard_metrics)
+                                    report, time.perf_counter() - started, scorecard_metrics,
+                                    frame=frame)
     contributions = inner.explain(oot[features]).contributions
     return ModelEvaluation(evaluation, y, pd_oot, true, oot_scores["score"].to_numpy(),
                            np.abs(contributions).mean(axis=0), features)
+
+
+def test_frame(paths: Paths, scored: pd.DataFrame, subject: str) -> pd.DataFrame:
+    """The evaluation's per-application frame: FRAME_COLUMNS plus the fairness groups (members),
+    sorted by (as_of, application_id). `scored` needs application_id, entity_id, as_of, label, pd."""
+    out = scored[["application_id", "entity_id", "as_of", "label", "pd"]].copy()
+    out["label"] = out["label"].astype(int)
+    path = paths.clean / "true_pd.parquet"
+    truth = (pd.read_parquet(path) if path.exists()
+             else pd.DataFrame({"application_id": pd.Series(dtype=object), "true_pd": []}))
+    out = out.merge(truth[["application_id", "true_pd"]], on="application_id", how="left",
+                    validate="one_to_one")
+    out["true_pd"] = out["true_pd"].astype(float)
+    groups = _with_groups(paths, out, subject)
+    if groups is not None:
+        out = groups
+    out = out.sort_values(["as_of", "application_id"], kind="stable").reset_index(drop=True)
+    return out.drop(columns=["entity_id"])
 
 
 def _score(pd_values: np.ndarray) -> np.ndarray:
@@ -129,8 +184,9 @@ def _with_groups(paths: Paths, oot: pd.DataFrame, subject: str) -> pd.DataFrame 
     if subject != "member":
         return None
     members = pd.read_parquet(paths.clean / "members.parquet")
-    out = oot[["entity_id", "label", "pd"]].merge(
-        members.rename(columns={"member_id": "entity_id"}), on="entity_id", how="left",
+    keep = ["member_id", "province", *(g for g in FAIRNESS_GROUPS if g != "region")]
+    out = oot[["entity_id", *(c for c in oot.columns if c not in keep and c != "entity_id")]].merge(
+        members[keep].rename(columns={"member_id": "entity_id"}), on="entity_id", how="left",
         validate="many_to_one")
     out["region"] = fairness.region_of(out["province"])
     return out

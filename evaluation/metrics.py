@@ -114,6 +114,25 @@ def calibration_in_the_large(y, pd) -> float:
     return float(pd.mean() - y.mean())
 
 
+def calibration_slope(y, pd) -> float:
+    """Slope of the logistic regression of the outcome on the PD's log-odds: 1 when the PD's spread
+    is right, below 1 when it is too extreme, above 1 when too timid, <= 0 when it ranks backwards."""
+    y, pd = _check(y, pd)
+    p = np.clip(pd, 1e-6, 1 - 1e-6)
+    x = np.log(p / (1 - p))
+    design = np.column_stack([np.ones_like(x), x])
+    beta = np.array([np.log(y.mean() / (1 - y.mean())), 0.0])  # start at the base rate: always converges
+    for _ in range(50):  # Newton-Raphson on two parameters: fast enough to bootstrap
+        mu = 1 / (1 + np.exp(-(design @ beta)))
+        w = mu * (1 - mu)
+        hessian = design.T @ (design * w[:, None]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, design.T @ (y - mu))
+        beta = beta + step
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(beta[1])
+
+
 def reliability_curve(y, pd, bins: int = 10) -> pandas.DataFrame:
     """Mean PD against observed bad rate in quantile bins of PD (bin 0 = lowest PDs)."""
     y, pd = _check(y, pd, both_classes=False)
@@ -215,6 +234,7 @@ METRICS: dict[str, Callable] = {
     "log_loss": log_loss,
     "calibration_in_the_large": calibration_in_the_large,
     "ece": expected_calibration_error,
+    "calibration_slope": calibration_slope,
 }
 
 

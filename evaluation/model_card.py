@@ -42,6 +42,7 @@ METRIC_LABELS = {
     "log_loss": "Log loss",
     "calibration_in_the_large": "Calibration in the large (mean PD - default rate)",
     "ece": "Expected calibration error",
+    "calibration_slope": "Calibration slope (1 = right spread)",
 }
 DIRECTION = {1: "higher value, higher risk", -1: "higher value, lower risk", 0: "not one-sided"}
 

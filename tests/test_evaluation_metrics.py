@@ -87,10 +87,25 @@ def test_bootstrap_skips_single_class_resamples():
 def test_evaluate_returns_all_metrics_with_cis():
     y, pd = informative(1000, seed=6)
     result = m.evaluate(y, pd, n_boot=50, seed=0)
-    assert set(result) == {"auc", "gini", "ks", "brier", "log_loss", "calibration_in_the_large", "ece"}
+    assert set(result) == {"auc", "gini", "ks", "brier", "log_loss", "calibration_in_the_large", "ece",
+                           "calibration_slope"}
     for est in result.values():
         assert isinstance(est, m.Estimate) and est.low <= est.high
     assert result["gini"].value == pytest.approx(2 * result["auc"].value - 1)
+
+
+def test_calibration_slope_matches_sklearn_and_sees_over_and_under_confidence():
+    from sklearn.linear_model import LogisticRegression
+
+    y, pd = informative(4000, seed=3)
+    logit = np.log(pd / (1 - pd))
+    reference = LogisticRegression(C=1e9, max_iter=10000, tol=1e-12).fit(logit.reshape(-1, 1), y).coef_[0, 0]
+    assert m.calibration_slope(y, pd) == pytest.approx(reference, abs=1e-4)
+    assert 0.85 < m.calibration_slope(y, pd) < 1.15  # calibrated by construction
+    too_extreme = 1 / (1 + np.exp(-2 * logit))  # log-odds doubled: the slope halves
+    assert m.calibration_slope(y, too_extreme) == pytest.approx(m.calibration_slope(y, pd) / 2, rel=1e-3)
+    backwards = 1 - pd
+    assert m.calibration_slope(y, backwards) < 0
 
 
 def test_lift_table_capture_and_top_decile_lift():
