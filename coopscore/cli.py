@@ -505,25 +505,47 @@ def _demo_fund_consents(paths: Paths, records, platform) -> dict[str, int]:
 
 @app.command()
 def evaluate(subject: str = typer.Option("member", help="member or cooperative"),
-             bootstrap: int = typer.Option(300, min=50, help="Bootstrap resamples for the 95% CIs")) -> None:
-    """Evaluate the champion out of time: metrics with CIs (and the true PD's), PSI, fairness."""
-    from evaluation.champion import OPERATING_PD, evaluate_champion
+             bootstrap: int = typer.Option(300, min=50, help="Bootstrap resamples for the 95% CIs"),
+             as_json: bool = typer.Option(False, "--json",
+                                          help="Print one JSON object on stdout and nothing else")) -> None:
+    """Evaluate the champion by its as-deployed backtest: metrics with CIs (and the true PD's and
+    the scorecard's), calibration slope, PSI, fairness."""
+    import json
+
+    from evaluation.champion import OPERATING_PD, evaluate_champion, summary
+    from training import registry
+    from training.dataset import NotEnoughData
 
     paths = get_paths()
+    if as_json:  # stdout carries the JSON object only; errors go to stderr
+        try:
+            result = evaluate_champion(paths, subject, n_boot=bootstrap)
+        except (LookupError, FileNotFoundError, NotEnoughData) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=1)
+        tags = registry.champion_version(subject).tags
+        gates = {k.removeprefix("gate."): v for k, v in tags.items()
+                 if k.startswith("gate.") and k.count(".") == 1}
+        if "promotion" in tags:
+            gates["promotion"] = tags["promotion"]
+        typer.echo(json.dumps(summary(result, gates or None)))
+        return
     try:
         with console.status(f"evaluating the {subject} champion"):
             result = evaluate_champion(paths, subject, n_boot=bootstrap)
-    except (LookupError, FileNotFoundError) as exc:
+    except (LookupError, FileNotFoundError, NotEnoughData) as exc:
         fail(str(exc))
     table = Table("metric", "model [95% CI]", "scorecard [95% CI]", "true PD [95% CI]",
-                  title=f"{subject} champion v{result.model_version}, {result.oot_rows:,} out-of-time applications")
+                  title=f"{subject} champion v{result.model_version}, {result.oot_rows:,} applications "
+                        f"of the as-deployed backtest ({', '.join(result.backtest_dates or [])})")
     for name, est in result.model.items():
         true = result.true_pd[name] if result.true_pd else None
         card = result.scorecard[name] if result.scorecard else None
         table.add_row(name, *(("-" if e is None else f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]")
                               for e in (est, card, true)))
     console.print(table)
-    psi = Table("column", "PSI", "band", title="stability, training period -> out of time (top 8)")
+    console.print(f"calibration: {result.calibration_reason}")
+    psi = Table("column", "PSI", "band", title="stability, labels known at the last T -> after it (top 8)")
     for row in result.psi.head(8).itertuples():
         psi.add_row(row.column, f"{row.psi:.3f}", row.band)
     console.print(psi)
