@@ -85,3 +85,32 @@ DEFAULT_HORIZON_MONTHS = 12
 
 # A single platform transaction above this is not a household or cooperative payment: quarantined.
 ABSURD_AMOUNT_VND = 50_000_000_000
+
+# Harvest calendar: the months (1-12) of each region's main harvests, when the sales of farming
+# businesses peak (rice in the Mekong delta in Mar/Jul/Nov, the north in Jun/Oct, coffee in the
+# highlands Nov-Jan). The synthetic generator's seasons follow the same calendar
+# (tests/test_new_features.py checks that they agree).
+HARVEST_MONTHS: dict[str, tuple[int, ...]] = {
+    "north_mountain": (6, 10), "red_river_delta": (6, 10), "central": (4, 8),
+    "highlands": (11, 12, 1), "south_east": (4, 12), "mekong_delta": (3, 7, 11),
+}
+# A month next to a harvest month is the shoulder of the season: part of the crop comes in.
+HARVEST_SHOULDER_INTENSITY = 0.35
+# Whose sales follow the harvest: farming members, and agricultural cooperatives.
+HARVEST_MEMBER_SECTORS: frozenset[str] = frozenset({"crop_farming", "aquaculture"})
+HARVEST_COOPERATIVE_SECTORS: frozenset[str] = AGRICULTURAL_SECTORS
+
+
+def _harvest_intensity(months: tuple[int, ...]) -> tuple[float, ...]:
+    """12 values (January first): 1 in a harvest month, the shoulder next to one, else 0."""
+    out = [0.0] * 12
+    for m in months:
+        out[m - 1] = 1.0
+        for j in ((m - 2) % 12, m % 12):
+            out[j] = max(out[j], HARVEST_SHOULDER_INTENSITY)
+    return tuple(out)
+
+
+# Harvest intensity by region and calendar month (index 0 = January).
+HARVEST_INTENSITY: dict[str, tuple[float, ...]] = {
+    region: _harvest_intensity(months) for region, months in HARVEST_MONTHS.items()}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from data_contracts.vocabulary import COOPERATIVE_SECTORS, MEMBER_SECTORS
 from features import on_demand
 
 MEMBER = "member"
@@ -56,6 +57,35 @@ def _window_features() -> list[Feature]:
                     0, "ACTIVITY_LOW"),
         ]
     return out
+
+
+def _sector_features() -> list[Feature]:
+    """One 0/1 indicator per sector of the vocabulary: a member's business sector, a cooperative's
+    sector. Indicators rather than one code: a tree splits them, a WoE scorecard bins them, and
+    neither reads an order into sector codes that has no meaning."""
+    out = [Feature(f"sector_{s}", f"CAST(business_sector = '{s}' AS INTEGER)",
+                   f"Ngành kinh doanh: {vi}", f"Business sector: {s.replace('_', ' ')}", 0,
+                   "BUSINESS_PROFILE", subjects=(MEMBER,))
+           for s, vi in MEMBER_SECTOR_VI.items()]
+    out += [Feature(f"coop_sector_{s}", f"CAST(coop_sector = '{s}' AS INTEGER)",
+                    f"Lĩnh vực của hợp tác xã: {vi}", f"Cooperative's sector: {s.replace('_', ' ')}",
+                    0, "BUSINESS_PROFILE", subjects=(COOPERATIVE,))
+            for s, vi in COOPERATIVE_SECTOR_VI.items()]
+    return out
+
+
+# Vietnamese names of the sectors (data_contracts.vocabulary holds the codes).
+MEMBER_SECTOR_VI = {
+    "crop_farming": "trồng trọt", "livestock": "chăn nuôi", "aquaculture": "nuôi trồng thủy sản",
+    "food_processing": "chế biến thực phẩm", "handicraft": "thủ công mỹ nghệ",
+    "retail": "bán lẻ", "services": "dịch vụ",
+}
+COOPERATIVE_SECTOR_VI = {
+    "agriculture": "nông nghiệp", "aquaculture": "thủy sản", "forestry": "lâm nghiệp",
+    "handicraft": "tiểu thủ công nghiệp", "trade_services": "thương mại, dịch vụ",
+    "transport": "vận tải",
+}
+assert tuple(MEMBER_SECTOR_VI) == MEMBER_SECTORS and tuple(COOPERATIVE_SECTOR_VI) == COOPERATIVE_SECTORS
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -123,6 +153,32 @@ FEATURES: tuple[Feature, ...] = (
             "Cooperative's charter capital", -1, "CAPITAL_LOW", subjects=(COOPERATIVE,), unit="VND"),
     Feature("member_count", "member_count", "Số thành viên của hợp tác xã",
             "Cooperative's member count", -1, "COOPERATIVE_WEAK", subjects=(COOPERATIVE,)),
+    # --- what kind of business, and its season ---------------------------------------------------
+    Feature("household_business", "CAST(member_type = 'household_business' AS INTEGER)",
+            "Là hộ kinh doanh (1) hay hộ gia đình (0)",
+            "A household business (1) rather than a household (0)", 0, "BUSINESS_PROFILE",
+            subjects=(MEMBER,)),
+    *_sector_features(),
+    Feature("harvest_season", "harvest_intensity",
+            "Mùa thu hoạch của tháng xét theo ngành và vùng (1 chính vụ, 0,35 giáp vụ, 0 ngoài vụ)",
+            "Harvest season of the as-of month by sector and region (1 harvest, 0.35 next to one, "
+            "0 none)", -1, "SEASON"),
+    # --- recent shocks: the last weeks against the subject's own usual month -----------------------
+    Feature("inflow_30d_vs_usual_month", "inflow_sum_30d / NULLIF(inflow_median_month, 0)",
+            "Tiền vào 30 ngày qua so với tháng thường lệ (trung vị tháng, ngày 61-360 trước)",
+            "Inflows of the last 30 days against the usual month (median month, days 61-360 before)",
+            -1, "REVENUE_SHOCK"),
+    Feature("inflow_60d_vs_usual_month", "inflow_sum_60d / NULLIF(2 * inflow_median_month, 0)",
+            "Tiền vào 60 ngày qua so với hai tháng thường lệ",
+            "Inflows of the last 60 days against two usual months", -1, "REVENUE_SHOCK"),
+    Feature("weeks_without_inflow_13w", "13 - weeks_with_inflow_13w",
+            "Số tuần không có tiền vào trong 13 tuần qua", "Weeks without inflows in the last 13",
+            +1, "REVENUE_SHOCK", unit="weeks"),
+    Feature("customers_change_90d",
+            "(customers_90d - customers_prev_90d) * 1.0 / NULLIF(customers_prev_90d, 0)",
+            "Thay đổi số khách hàng: 90 ngày qua so với 90 ngày trước đó",
+            "Change in distinct customers: the last 90 days against the 90 before", -1,
+            "REVENUE_SHOCK"),
     # --- the cooperative's own health (for members) --------------------------------------------
     Feature("coop_revenue_12m", "coop_revenue_12m", "Doanh thu của hợp tác xã, 12 tháng trọn trước tháng xét",
             "Cooperative's revenue, the 12 whole months before the as-of month", -1, "COOPERATIVE_WEAK", subjects=(MEMBER,),
@@ -165,4 +221,5 @@ def features_for(subject: str) -> list[Feature]:
 
 
 def feature_names(subject: str) -> list[str]:
+    """The names of `features_for(subject)`, in the same order."""
     return [f.name for f in features_for(subject)]

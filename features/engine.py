@@ -26,6 +26,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from data_contracts.vocabulary import (HARVEST_COOPERATIVE_SECTORS, HARVEST_INTENSITY,
+                                       HARVEST_MEMBER_SECTORS, REGION_OF_PROVINCE)
 from features import on_demand
 from features.catalogue import FEATURES
 
@@ -85,6 +87,15 @@ def _tx_aggregates_sql(spine: str) -> str:
           AND channel IN ('e_invoice', 'cash_register')), 0) AS einvoice_inflow_365d,
         COALESCE(SUM(amount) FILTER (WHERE direction = 'inflow' AND age_days <= 365
           AND channel = 'cash'), 0) AS cash_inflow_365d,
+        COALESCE(SUM(amount) FILTER (WHERE direction = 'inflow' AND age_days <= 60), 0)
+          AS inflow_sum_60d,
+        -- the 13 weeks (91 days) before as_of: week 0 is the most recent
+        COUNT(DISTINCT FLOOR((age_days - 1) / 7)) FILTER (WHERE direction = 'inflow'
+          AND age_days <= 91) AS weeks_with_inflow_13w,
+        COUNT(DISTINCT counterparty_hash) FILTER (WHERE direction = 'inflow' AND age_days <= 90)
+          AS customers_90d,
+        COUNT(DISTINCT counterparty_hash) FILTER (WHERE direction = 'inflow'
+          AND age_days BETWEEN 91 AND 180) AS customers_prev_90d,
         MIN(age_days) AS days_since_last_activity,
         MAX(age_days) AS history_days,
         COUNT(*) FILTER (WHERE age_days <= 365) AS transactions_365d
@@ -99,6 +110,15 @@ def _tx_aggregates_sql(spine: str) -> str:
       SELECT spine_id, SUM(y) AS monthly_sum, SUM(y * y) AS monthly_sumsq,
              SUM((11 - bucket) * y) AS monthly_xy, COUNT(*) AS active_months_12m
       FROM month_{spine} GROUP BY spine_id
+    ),
+    base_{spine} AS (  -- the subject's own usual month: median inflow of 30-day buckets 2..11
+      -- (days 61-360, before the windows a shock is looked for in), counting an empty bucket as 0
+      -- but only buckets wholly inside the subject's history; at least 3 of them, else unknown
+      SELECT a.spine_id, MEDIAN(COALESCE(m.y, 0)) AS inflow_median_month
+      FROM txagg_{spine} a CROSS JOIN range(2, 12) b(bucket)
+      LEFT JOIN month_{spine} m ON m.spine_id = a.spine_id AND m.bucket = b.bucket
+      WHERE (b.bucket + 1) * 30 <= a.history_days
+      GROUP BY a.spine_id HAVING COUNT(*) >= 3
     ),
     cust_{spine} AS (
       SELECT spine_id, counterparty_hash, SUM(amount) AS v
@@ -187,8 +207,20 @@ def _history_sql() -> str:
       LEFT JOIN repayments r ON r.loan_id = l.loan_id AND r.month < s.as_of
       GROUP BY s.spine_id
     ),
+    -- the harvest calendar (data_contracts.vocabulary) as tables: province -> region, and the
+    -- intensity of each region's calendar month
+    region_of AS (SELECT * FROM (VALUES {_values(REGION_OF_PROVINCE.items())}) AS r(province, region)),
+    harvest AS (SELECT * FROM (VALUES {_values(
+        (r, m + 1, w) for r, ws in HARVEST_INTENSITY.items() for m, w in enumerate(ws))})
+      AS h(region, month, intensity)),
     subject AS (
       SELECT s.spine_id,
+             m.member_type, m.business_sector, c.sector AS coop_sector,
+             -- the as-of month's harvest, for those whose sales follow it (the date itself is
+             -- known before the application: no data from as_of or later is read)
+             CASE WHEN m.business_sector IN {_values(HARVEST_MEMBER_SECTORS, row=True)}
+                    OR c.sector IN {_values(HARVEST_COOPERATIVE_SECTORS, row=True)}
+                  THEN COALESCE(h.intensity, 0) ELSE 0 END AS harvest_intensity,
              CASE WHEN s.entity_type = 'member'
                   THEN date_diff('day', m.join_date, s.as_of)
                   ELSE date_diff('day', c.founding_date, s.as_of) END AS tenure_days,
@@ -198,16 +230,20 @@ def _history_sql() -> str:
       LEFT JOIN members m ON s.entity_type = 'member' AND m.member_id = s.entity_id
       LEFT JOIN cooperatives c ON c.cooperative_id =
            CASE WHEN s.entity_type = 'member' THEN NULL ELSE s.entity_id END
+      LEFT JOIN region_of r ON r.province = COALESCE(m.province, c.province)
+      LEFT JOIN harvest h ON h.region = r.region AND h.month = month(s.as_of)
     ),
     joined AS (
       SELECT s.spine_id, s.entity_type, s.entity_id, s.as_of,
              t.*  EXCLUDE (spine_id), mo.* EXCLUDE (spine_id), cu.* EXCLUDE (spine_id),
+             ba.inflow_median_month,
              inv.* EXCLUDE (spine_id), rp.* EXCLUDE (spine_id), sj.* EXCLUDE (spine_id, coop_id),
              ch.coop_revenue_12m, ch.coop_revenue_trend_12m, ch.coop_members_in_arrears_rate
       FROM spine s
       LEFT JOIN txagg_spine t USING (spine_id)
       LEFT JOIN monthagg_spine mo USING (spine_id)
       LEFT JOIN custagg_spine cu USING (spine_id)
+      LEFT JOIN base_spine ba USING (spine_id)
       LEFT JOIN invagg_spine inv USING (spine_id)
       LEFT JOIN repay rp USING (spine_id)
       LEFT JOIN subject sj USING (spine_id)
@@ -235,7 +271,17 @@ def _zero_when_missing() -> list[str]:
             for k in ("sum", "count")]
     return cols + ["inflow_sum_prev_year_90d", "einvoice_inflow_365d", "cash_inflow_365d",
                    "active_months_12m", "distinct_customers_365d", "invoices_total_365d",
-                   "invoices_cancelled_365d", "prior_loans", "repayment_months", "on_time_months"]
+                   "invoices_cancelled_365d", "prior_loans", "repayment_months", "on_time_months",
+                   "inflow_sum_60d", "weeks_with_inflow_13w", "customers_90d", "customers_prev_90d"]
+
+
+def _values(items, row: bool = False) -> str:
+    """SQL literals: rows of a VALUES list, or (row=True) one parenthesised list for IN."""
+    def lit(x) -> str:
+        return "'" + x.replace("'", "''") + "'" if isinstance(x, str) else repr(x)
+    if row:
+        return "(" + ", ".join(lit(x) for x in sorted(items)) + ")"
+    return ", ".join("(" + ", ".join(lit(x) for x in item) + ")" for item in items)
 
 
 def history_features(con: duckdb.DuckDBPyConnection, spine: pd.DataFrame) -> pd.DataFrame:

@@ -33,6 +33,7 @@ import numpy as np
 
 from settings import Paths
 from data_contracts.contracts import PROTECTED_ATTRIBUTES
+from data_contracts.vocabulary import COOPERATIVE_SECTORS, MEMBER_SECTORS
 from training import scaling
 
 SUBJECT = "member"
@@ -138,6 +139,10 @@ FIXED_FEATURES: frozenset[str] = frozenset({
     # revenue levels and trends: an outcome, not an action a member can promise
     *(f"{d}_{k}_{n}d" for d in ("inflow", "outflow") for k in ("sum", "count") for n in (30, 90, 180, 365)),
     "net_inflow_ratio_365d", "revenue_trend_12m", "revenue_change_vs_last_year_90d",
+    # a recent shock is an outcome too; the kind of business, its sector and the season are facts
+    "inflow_30d_vs_usual_month", "inflow_60d_vs_usual_month", "weeks_without_inflow_13w",
+    "customers_change_90d", "household_business", "harvest_season",
+    *(f"sector_{s}" for s in MEMBER_SECTORS), *(f"coop_sector_{s}" for s in COOPERATIVE_SECTORS),
     # attributes that are not features at all, listed so no lever can ever grow into them
     "province", "business_sector", "cooperative_id", "member_type", "join_date",
 }) | PROTECTED_ATTRIBUTES
