@@ -161,3 +161,138 @@ def largest_gap(report: dict[str, pd.DataFrame]) -> tuple[str, str, float]:
     if best is None:
         raise ValueError("no measurable gap: every table has fewer than two measurable groups")
     return best
+
+
+# --------------------------------------------------------------------------- gaps with intervals
+#
+# The gates decide on intervals, not on point estimates: a gap whose 95% CI merely reaches over a
+# bound is "maybe over", not evidence. `gap_intervals` measures, per grouping column, two gaps at
+# the operating threshold, each as (largest - smallest) across groups with a bootstrap CI:
+# * approval_rate: share of the group approved (PD at or below the threshold);
+# * equal_opportunity: share approved among those who repaid (label 0), i.e. whether good payers
+#   of every group get the same chance.
+# It also measures how much one scorer widens a gap against another (the challenger against the
+# champion, or against the true PD on synthetic data) on the same resamples (paired), so the noise
+# they share cancels. Groups with too few defaults are listed as too small to judge, never dropped
+# silently and never used in a gap.
+
+PROTECTED_GROUPS = ("household_head_gender", "ethnic_minority", "mountainous_commune")
+PROXY_GROUPS = ("region", "province", "business_sector")
+# Below this many defaults a group's rates are too noisy to judge (the issue's rule of 30).
+MIN_DEFAULTS_TO_JUDGE = 30
+TOO_SMALL_TO_JUDGE = "too small to judge"
+GAP_KINDS = ("approval_rate", "equal_opportunity")
+INTERVAL_COLUMNS = ["group_column", "gap", "scorer", "versus", "value", "low", "high",
+                    "groups_judged", "widest", "too_small"]
+
+
+def _group_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, names): missing values are their own group, as in `fairness_table`."""
+    values = column.astype(object).where(column.notna(), MISSING_GROUP)
+    codes, names = pd.factorize(values, sort=True)
+    return codes, np.asarray(names, dtype=object)
+
+
+def _rates(codes: np.ndarray, k: int, weights: np.ndarray, approved: np.ndarray,
+           eligible: np.ndarray) -> np.ndarray:
+    """Weighted approval rate per group among eligible rows (NaN for a group with none)."""
+    w = weights * eligible
+    n = np.bincount(codes, weights=w, minlength=k)
+    a = np.bincount(codes, weights=w * approved, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, a / np.where(n > 0, n, 1), np.nan)
+
+
+def _range(rates: np.ndarray) -> float:
+    rates = rates[~np.isnan(rates)]
+    return float(rates.max() - rates.min()) if rates.size >= 2 else math.nan
+
+
+def gap_intervals(frame: pd.DataFrame, group_columns: list[str], threshold: float,
+                  scorers: dict[str, str], versus: list[tuple[str, str]] = (),
+                  y: str = "label", n_boot: int = 500, seed: int = 0,
+                  min_defaults: int = MIN_DEFAULTS_TO_JUDGE) -> pd.DataFrame:
+    """Approval-rate and equal-opportunity gaps across groups with paired bootstrap 95% CIs.
+
+    Parameters
+    ----------
+    frame: one row per application: ``y`` (0/1), the group columns and one PD column per scorer.
+    group_columns: the groupings to measure (a missing value is its own group).
+    threshold: the operating PD; at or below it an application is approved.
+    scorers: display name -> PD column, e.g. ``{"challenger": "pd", "champion": "pd_champion"}``.
+    versus: (scorer, reference) pairs: the row gives ``gap(scorer) - gap(reference)``, how much
+        the scorer widens the gap, with its paired CI.
+    min_defaults: a group with fewer defaults is too small to judge: listed in ``too_small``,
+        left out of every gap.
+
+    Returns
+    -------
+    One row per (group_column, gap, scorer) with ``versus`` empty, plus one per comparison in
+    ``versus``: value, low, high; ``groups_judged`` (gaps are NaN below 2), ``widest`` (the two
+    groups furthest apart at the point estimate) and ``too_small`` ("group (n defaults)", ...).
+    """
+    pd_cols = list(scorers.values())
+    _check(frame, [*group_columns, y, *pd_cols], threshold)
+    unknown = {s for pair in versus for s in pair} - set(scorers)
+    if unknown:
+        raise ValueError(f"versus names scorer(s) {sorted(unknown)} not in scorers {list(scorers)}")
+    if n_boot < 1 or min_defaults < 1:
+        raise ValueError(f"n_boot and min_defaults must be >= 1, got {n_boot} and {min_defaults}")
+    labels = frame[y].to_numpy()
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"{y} must be 0 (repaid) or 1 (default)")
+    for col in pd_cols:
+        if frame[col].isna().any():
+            raise ValueError(f"PD column {col!r} has {int(frame[col].isna().sum())} missing value(s)")
+    labels = labels.astype(int)
+    approved = {s: (frame[c].to_numpy(dtype=float) <= threshold).astype(float)
+                for s, c in scorers.items()}
+    eligible = {"approval_rate": np.ones(len(frame)), "equal_opportunity": (labels == 0).astype(float)}
+
+    groupings = []
+    for column in group_columns:
+        codes, names = _group_codes(frame[column])
+        defaults = np.bincount(codes, weights=labels, minlength=len(names)).astype(int)
+        judged = defaults >= min_defaults
+        too_small = ", ".join(f"{n} ({d} defaults)" for n, d, j in zip(names, defaults, judged) if not j)
+        # rows of groups too small to judge are left out of every rate (weight 0)
+        keep = judged[codes].astype(float)
+        groupings.append((column, codes, names, judged, keep, too_small))
+
+    def all_gaps(weights: np.ndarray) -> dict[tuple[str, str, str], float]:
+        out = {}
+        for column, codes, names, judged, keep, _ in groupings:
+            for kind in GAP_KINDS:
+                for s in scorers:
+                    rates = _rates(codes, len(names), weights * keep, approved[s], eligible[kind])
+                    out[column, kind, s] = _range(rates[judged])
+        return out
+
+    point = all_gaps(np.ones(len(frame)))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        # one resample of applications, shared by every scorer: the comparisons are paired
+        boots.append(all_gaps(np.bincount(rng.integers(0, len(frame), len(frame)),
+                                          minlength=len(frame)).astype(float)))
+
+    rows = []
+    for column, codes, names, judged, keep, too_small in groupings:
+        for kind in GAP_KINDS:
+            for s in scorers:
+                rates = _rates(codes, len(names), keep, approved[s], eligible[kind])[judged]
+                jn = names[judged]
+                widest = (f"{jn[np.nanargmax(rates)]} vs {jn[np.nanargmin(rates)]}"
+                          if judged.sum() >= 2 else "")
+                for ref in [None, *(r for scorer, r in versus if scorer == s)]:
+                    value = point[column, kind, s] - (point[column, kind, ref] if ref else 0.0)
+                    draws = np.array([b[column, kind, s] - (b[column, kind, ref] if ref else 0.0)
+                                      for b in boots])
+                    draws = draws[~np.isnan(draws)]
+                    low, high = (np.percentile(draws, [2.5, 97.5]) if draws.size and value == value
+                                 else (math.nan, math.nan))
+                    rows.append({"group_column": column, "gap": kind, "scorer": s,
+                                 "versus": ref or "", "value": value, "low": float(low),
+                                 "high": float(high), "groups_judged": int(judged.sum()),
+                                 "widest": widest, "too_small": too_small})
+    return pd.DataFrame(rows, columns=INTERVAL_COLUMNS)

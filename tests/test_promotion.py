@@ -13,7 +13,8 @@ from settings import Paths
 from training import registry
 
 LENIENT = Gates(max_abs_calibration_in_the_large=1, max_ece=1, max_feature_psi=100,
-                max_approval_rate_gap=1)
+                max_approval_rate_gap=1, auc_tolerance=1, max_equal_opportunity_gap=1,
+                max_gap_widening=1, require_pinned_calibration=False)
 STRICT = dataclasses.replace(LENIENT, max_feature_psi=0.0)
 
 
@@ -35,6 +36,16 @@ def test_strict_gates_refuse_and_record_why(home):
     assert str(registry.champion_version("member").version) == "1"
     tags = MlflowClient().get_model_version("coopscore-member", "2").tags
     assert tags["gate.stability"].startswith("FAIL") and tags["promotion"] == "refused by the gates"
+    # every check's numbers are on the version too, one tag per row of the decision's table
+    table = decision.table()
+    auc = table[table["gate"] == "auc"].iloc[0]
+    assert auc["check"] == "auc_difference_vs_champion" and auc["low"] <= auc["value"] <= auc["high"]
+    assert tags["gate.auc.auc_difference_vs_champion"].startswith(f"{auc['value']:.4f}")
+    fair = table[table["gate"] == "fairness"]
+    assert set(fair["group_column"]) >= {"household_head_gender", "ethnic_minority",
+                                         "mountainous_commune", "region", "business_sector"}
+    for row in fair.itertuples():
+        assert f"gate.fairness.{row.check}.{row.group_column}" in tags
 
 
 def test_passing_gates_promote_and_rollback_restores(home):
