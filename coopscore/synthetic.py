@@ -568,7 +568,9 @@ def make_loan_applications(rng: np.random.Generator, ent: pd.DataFrame, shocks: 
                            cal: Calendar) -> pd.DataFrame:
     """Amount, term, purpose, the true PD and the label of every application."""
     apps = _application_terms(rng, application_months(rng, ent, cal), ent)
-    apps["true_pd"] = true_pd(apps, ent, shocks, cal)
+    apps["true_pd"], drivers = true_pd_with_drivers(apps, ent, shocks, cal)
+    for name in DRIVERS:
+        apps[f"driver_{name}"] = drivers[name].to_numpy()
     apps["default"] = rng.random(len(apps)) < apps.true_pd.to_numpy()
     return apps
 
@@ -595,8 +597,21 @@ def _application_terms(rng: np.random.Generator, apps: pd.DataFrame, ent: pd.Dat
     return apps
 
 
+# The terms of the true log-odds, each as its own column of the true_pd table, so that an evaluation
+# can say which of them the features carry (evaluation.ceiling); the order of `true_pd`'s sum.
+DRIVERS = ("creditworthiness", "cooperative_health", "revenue_shock", "leverage", "burden", "sector",
+           "existing_loan", "harvest")
+
+
 def true_pd(apps: pd.DataFrame, ent: pd.DataFrame, shocks: np.ndarray, cal: Calendar) -> np.ndarray:
     """PD = logistic(b0 + risk): latent, coop health, shock now, leverage, burden, sector, season."""
+    pd_, _ = true_pd_with_drivers(apps, ent, shocks, cal)
+    return pd_
+
+
+def true_pd_with_drivers(apps: pd.DataFrame, ent: pd.DataFrame, shocks: np.ndarray,
+                         cal: Calendar) -> tuple[np.ndarray, pd.DataFrame]:
+    """The true PD and each driver's term of its log-odds (columns DRIVERS; they sum to the risk)."""
     e, month = apps.entity.to_numpy(), apps.month.to_numpy()
     is_coop = ent.kind.to_numpy()[e] == COOP
     revenue = ent.revenue.to_numpy()[e]
@@ -606,18 +621,21 @@ def true_pd(apps: pd.DataFrame, ent: pd.DataFrame, shocks: np.ndarray, cal: Cale
     shock_now = 1.0 - shocks[e, month]
     farming = ent.profile.to_numpy()[e] % 2 == 1
     at_harvest = harvest_weights()[ent.region.to_numpy()[e], cal.cal_month[month] - 1] >= 0.99
-    risk = (-np.where(is_coop, 1.4, 1.2) * ent.z.to_numpy()[e]
-            - np.where(is_coop, 0.0, 0.35 * ent.z_coop.to_numpy()[e])
-            + 2.5 * shock_now
-            + 0.5 * np.log(leverage / np.where(is_coop, 0.20, 0.30))
-            + 0.5 * np.clip(burden, 0, 3)
-            + np.where(is_coop, COOP_SECTOR_RISK[np.minimum(sector, 5)], MEMBER_SECTOR_RISK[sector])
-            + 0.2 * (apps.ordinal.to_numpy() > 0)  # already carrying a loan
-            - 0.15 * (farming & at_harvest))  # money is coming in
+    terms = pd.DataFrame({
+        "creditworthiness": -np.where(is_coop, 1.4, 1.2) * ent.z.to_numpy()[e],
+        "cooperative_health": -np.where(is_coop, 0.0, 0.35 * ent.z_coop.to_numpy()[e]),
+        "revenue_shock": 2.5 * shock_now,
+        "leverage": 0.5 * np.log(leverage / np.where(is_coop, 0.20, 0.30)),
+        "burden": 0.5 * np.clip(burden, 0, 3),
+        "sector": np.where(is_coop, COOP_SECTOR_RISK[np.minimum(sector, 5)], MEMBER_SECTOR_RISK[sector]),
+        "existing_loan": 0.2 * (apps.ordinal.to_numpy() > 0),  # already carrying a loan
+        "harvest": -0.15 * (farming & at_harvest),  # money is coming in
+    }, index=apps.index)[list(DRIVERS)]
+    risk = terms.to_numpy().sum(axis=1)
     pd_ = np.empty(len(apps))
     for mask, target in ((~is_coop, MEMBER_DEFAULT_RATE), (is_coop, COOP_DEFAULT_RATE)):
         pd_[mask] = _sigmoid(_intercept(risk[mask], target) + risk[mask])
-    return pd_
+    return pd_, terms
 
 
 def _intercept(risk: np.ndarray, target: float) -> float:
@@ -709,7 +727,9 @@ def make_legacy_book(rng: np.random.Generator, ent: pd.DataFrame, since: np.ndar
     apps["date"] = lcal.month_start[apps.month.to_numpy()] + day * NS_PER_DAY
     apps = _application_terms(rng, apps, ent)
     before = np.ones((n, LEGACY_MONTHS), dtype=shocks.dtype)  # no shocks before the data starts
-    apps["true_pd"] = true_pd(apps, ent, np.hstack([before, shocks]), lcal)
+    apps["true_pd"], drivers = true_pd_with_drivers(apps, ent, np.hstack([before, shocks]), lcal)
+    for name in DRIVERS:
+        apps[f"driver_{name}"] = drivers[name].to_numpy()
     apps["default"] = rng.random(len(apps)) < apps.true_pd.to_numpy()
     loans = make_loans(rng, apps, ent, lcal)
     keep = drop_after_default(apps, loans)
@@ -1003,7 +1023,8 @@ def loan_tables(apps: pd.DataFrame, loans: pd.DataFrame, repayments: pd.DataFram
             "month": repayments.month_end, "days_past_due": repayments.dpd,
             "amount_due_vnd": repayments.due, "amount_paid_vnd": repayments.paid}),
         "true_pd": to_table(CONTRACTS["true_pd"], {
-            "application_id": app_ids.filter(pa.array(~legacy)), "true_pd": apps.true_pd[~legacy]}),
+            "application_id": app_ids.filter(pa.array(~legacy)), "true_pd": apps.true_pd[~legacy],
+            **{f"driver_{d}": apps[f"driver_{d}"][~legacy] for d in DRIVERS}}),
     }
 
 

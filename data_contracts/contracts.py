@@ -206,6 +206,17 @@ TRUE_PD = Contract(
         Field("application_id", "str", "Mã hồ sơ", "Application id"),
         Field("true_pd", "float64", "Xác suất vỡ nợ thật", "True probability of default",
               min=0.0, max=1.0),
+        *(Field(f"driver_{name}", "float64", f"Phần log-odds thật do {vi}",
+                f"Term of the true log-odds from {en}")
+          for name, vi, en in (
+              ("creditworthiness", "năng lực tín dụng ẩn", "latent creditworthiness"),
+              ("cooperative_health", "sức khỏe hợp tác xã", "the cooperative's health"),
+              ("revenue_shock", "cú sốc doanh thu tháng nộp hồ sơ", "a revenue shock in the application month"),
+              ("leverage", "khoản vay so với doanh thu", "the loan against revenue"),
+              ("burden", "gánh nặng trả nợ", "the repayment burden"),
+              ("sector", "ngành kinh doanh", "the business sector"),
+              ("existing_loan", "khoản vay đang có", "a loan already carried"),
+              ("harvest", "mùa thu hoạch", "the harvest season"))),
     ),
 )
 

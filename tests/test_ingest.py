@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from coopscore.synthetic import DRIVERS
 from data_contracts.contracts import CONTRACTS
 from data_contracts.ingest import IngestError, ingest
 
@@ -90,7 +91,8 @@ def valid_export() -> dict[str, pd.DataFrame]:
             "amount_due_vnd": [27_000_000, 27_000_000, 130_000_000],
             "amount_paid_vnd": [27_000_000, 0, 130_000_000],
         }),
-        "true_pd": pd.DataFrame({"application_id": ["HS00000001", "HS00000002", "HS00000003"], "true_pd": [0.04, 0.11, 0.02]}),
+        "true_pd": pd.DataFrame({"application_id": ["HS00000001", "HS00000002", "HS00000003"], "true_pd": [0.04, 0.11, 0.02],
+                                 **{f"driver_{d}": [0.1, -0.2, 0.0] for d in DRIVERS}}),
     }
 
 
