@@ -296,3 +296,31 @@ def gap_intervals(frame: pd.DataFrame, group_columns: list[str], threshold: floa
                                  "high": float(high), "groups_judged": int(judged.sum()),
                                  "widest": widest, "too_small": too_small})
     return pd.DataFrame(rows, columns=INTERVAL_COLUMNS)
+
+
+def model_gap_intervals(frame: pd.DataFrame, threshold: float, champion_pd: np.ndarray | None = None,
+                        n_boot: int = 500, seed: int = 0,
+                        min_defaults: int = MIN_DEFAULTS_TO_JUDGE) -> pd.DataFrame:
+    """`gap_intervals` of an evaluation's per-application frame, as the gate and the card read it.
+
+    Measures every PROTECTED_GROUPS and PROXY_GROUPS column the frame has, for scorer "model"
+    (column ``pd``), "champion" (``champion_pd``, row by row with the frame) and "true_pd" (when
+    every row has one), with the model compared with each of the other two. Empty (with
+    INTERVAL_COLUMNS) when the frame has no group column, as for cooperatives."""
+    columns = [c for c in (*PROTECTED_GROUPS, *PROXY_GROUPS) if c in frame.columns]
+    if not columns:
+        return pd.DataFrame(columns=INTERVAL_COLUMNS)
+    scorers, versus = {"model": "pd"}, []
+    if champion_pd is not None:
+        champion_pd = np.asarray(champion_pd, dtype=float)
+        if champion_pd.shape != (len(frame),):
+            raise ValueError(f"champion_pd must have one PD per row of the frame ({len(frame)}), "
+                             f"got shape {champion_pd.shape}")
+        frame = frame.assign(pd_champion=champion_pd)
+        scorers["champion"] = "pd_champion"
+        versus.append(("model", "champion"))
+    if "true_pd" in frame.columns and frame["true_pd"].notna().all():
+        scorers["true_pd"] = "true_pd"
+        versus.append(("model", "true_pd"))
+    return gap_intervals(frame, columns, threshold, scorers, versus, n_boot=n_boot, seed=seed,
+                         min_defaults=min_defaults)

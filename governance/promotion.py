@@ -163,23 +163,16 @@ def fairness_gate(challenger: pd.DataFrame, champion: pd.DataFrame | None, gates
     Trips when a gap's CI lower bound is over its bound, or when the challenger widens a gap beyond
     the champion's (or the true PD's, when every row has one) by more than `max_gap_widening` on
     the lower bound of the paired difference. Groups with too few defaults never trip it."""
-    columns = [c for c in (*fairness.PROTECTED_GROUPS, *fairness.PROXY_GROUPS) if c in challenger]
-    if not columns:
+    champion_pd = _paired(challenger, champion)["pd_champion"] if champion is not None else None
+    gaps = fairness.model_gap_intervals(challenger, threshold, champion_pd, n_boot=n_boot, seed=seed,
+                                        min_defaults=gates.min_defaults_per_group)
+    if gaps.empty:
         return GateResult("fairness", True, "no protected groups recorded for this subject")
-    frame, scorers, versus = challenger, {"challenger": "pd"}, []
-    if champion is not None:
-        frame = _paired(challenger, champion)
-        scorers["champion"] = "pd_champion"
-        versus.append(("challenger", "champion"))
-    if "true_pd" in frame and frame["true_pd"].notna().all():
-        scorers["true_pd"] = "true_pd"
-        versus.append(("challenger", "true_pd"))
-    gaps = fairness.gap_intervals(frame, columns, threshold, scorers, versus, n_boot=n_boot,
-                                  seed=seed, min_defaults=gates.min_defaults_per_group)
+    columns = gaps["group_column"].unique()
     bounds = {"approval_rate": gates.max_approval_rate_gap,
               "equal_opportunity": gates.max_equal_opportunity_gap}
     rows = []
-    for r in gaps[gaps["scorer"] == "challenger"].itertuples():
+    for r in gaps[gaps["scorer"] == "model"].itertuples():
         widening = bool(r.versus)
         bound = gates.max_gap_widening if widening else bounds[r.gap]
         if r.value != r.value:  # fewer than two groups with enough defaults
@@ -197,7 +190,7 @@ def fairness_gate(challenger: pd.DataFrame, champion: pd.DataFrame | None, gates
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     tripped = table[table["trips"]]
     unjudged = sorted(set(table.loc[table["verdict"] == fairness.TOO_SMALL_TO_JUDGE, "group_column"]))
-    small = sorted({c for c, t in zip(table["group_column"], table["too_small"]) if t})
+    small = sorted({c for c, t in zip(table["group_column"], table["too_small"]) if t} - set(unjudged))
     detail = ("; ".join(f"{r.check} across {r.group_column} {r.value:.3f} (95% CI {r.low:.3f} to "
                         f"{r.high:.3f}) over {r.bound}" for r in tripped.itertuples())
               or f"no gap over its bound on its CI's lower bound ({len(columns)} groupings)")

@@ -133,3 +133,22 @@ def test_auc_matches_sklearn():
     frame = pd.DataFrame({"g": "A", "label": labels, "pd": pds})
     auc = fairness_table(frame, "g", threshold=THRESHOLD)["auc"].iloc[0]
     assert auc == pytest.approx(roc_auc_score(labels, pds))
+
+
+def test_model_gap_intervals_measures_the_groups_present_and_nothing_without_groups():
+    from evaluation.fairness import INTERVAL_COLUMNS, model_gap_intervals
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    frame = pd.DataFrame({"application_id": range(n), "label": (rng.random(n) < 0.1).astype(int),
+                          "pd": rng.uniform(0, 0.2, n), "true_pd": rng.uniform(0, 0.2, n),
+                          "ethnic_minority": rng.random(n) < 0.5, "member_type": "household"})
+    table = model_gap_intervals(frame, 0.08, champion_pd=rng.uniform(0, 0.2, n), n_boot=50)
+    assert set(table["group_column"]) == {"ethnic_minority"}  # member_type is not a fairness group
+    assert set(zip(table["scorer"], table["versus"])) == {
+        ("model", ""), ("champion", ""), ("true_pd", ""), ("model", "champion"), ("model", "true_pd")}
+    cooperatives = frame.drop(columns=["ethnic_minority"])
+    empty = model_gap_intervals(cooperatives, 0.08, n_boot=10)
+    assert empty.empty and list(empty.columns) == INTERVAL_COLUMNS
+    with pytest.raises(ValueError, match="one PD per row"):
+        model_gap_intervals(frame, 0.08, champion_pd=np.zeros(10), n_boot=10)
