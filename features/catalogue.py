@@ -164,20 +164,23 @@ FEATURES: tuple[Feature, ...] = (
             "Harvest season of the as-of month by sector and region (1 harvest, 0.35 next to one, "
             "0 none)", -1, "SEASON"),
     # --- recent shocks: the last weeks against the subject's own usual month -----------------------
+    # Not one-sided (risk 0): a month far above the usual one is as much a sign of irregular revenue
+    # as one far below it is of a shock; on the synthetic data the default rate is U-shaped in both
+    # ratios and in the change of customers, and a monotone constraint would flatten one arm.
     Feature("inflow_30d_vs_usual_month", "inflow_sum_30d / NULLIF(inflow_median_month, 0)",
             "Tiền vào 30 ngày qua so với tháng thường lệ (trung vị tháng, ngày 61-360 trước)",
             "Inflows of the last 30 days against the usual month (median month, days 61-360 before)",
-            -1, "REVENUE_SHOCK"),
+            0, "REVENUE_SHOCK"),
     Feature("inflow_60d_vs_usual_month", "inflow_sum_60d / NULLIF(2 * inflow_median_month, 0)",
             "Tiền vào 60 ngày qua so với hai tháng thường lệ",
-            "Inflows of the last 60 days against two usual months", -1, "REVENUE_SHOCK"),
+            "Inflows of the last 60 days against two usual months", 0, "REVENUE_SHOCK"),
     Feature("weeks_without_inflow_13w", "13 - weeks_with_inflow_13w",
             "Số tuần không có tiền vào trong 13 tuần qua", "Weeks without inflows in the last 13",
             +1, "REVENUE_SHOCK", unit="weeks"),
     Feature("customers_change_90d",
             "(customers_90d - customers_prev_90d) * 1.0 / NULLIF(customers_prev_90d, 0)",
             "Thay đổi số khách hàng: 90 ngày qua so với 90 ngày trước đó",
-            "Change in distinct customers: the last 90 days against the 90 before", -1,
+            "Change in distinct customers: the last 90 days against the 90 before", 0,
             "REVENUE_SHOCK"),
     # --- the cooperative's own health (for members) --------------------------------------------
     Feature("coop_revenue_12m", "coop_revenue_12m", "Doanh thu của hợp tác xã, 12 tháng trọn trước tháng xét",

@@ -75,6 +75,13 @@ def test_the_same_data_one_second_earlier_does_change_features(clean_dir, tmp_pa
     after = _features_after_adding(clean_dir, tmp_path, spine, -np.timedelta64(1, "s"))
     assert (after["inflow_sum_30d"] > before["inflow_sum_30d"]).all()
     assert (after["worst_days_past_due"] == 400).all()
+    # the recent-shock features see it too: an inflow in week 0 and in the last 30 days
+    assert (after["weeks_without_inflow_13w"] <= before["weeks_without_inflow_13w"]).all()
+    assert (after["weeks_without_inflow_13w"] < 13).all()
+    usual = before["inflow_30d_vs_usual_month"].notna()
+    assert usual.any()
+    assert (after.loc[usual, "inflow_30d_vs_usual_month"]
+            > before.loc[usual, "inflow_30d_vs_usual_month"]).all()
 
 
 def test_every_declared_feature_is_computed_and_typed():
