@@ -1,9 +1,10 @@
-"""Evaluate the champion model of a subject on its out-of-time applications.
+"""Evaluate the champion model of a subject by its as-deployed backtest (evaluation.backtest).
 
 One call gives what a model-risk team asks first: how well it ranks and how well it is calibrated
 (with 95% bootstrap intervals), the same for the true PD on synthetic data (the best any model
-could do), how stable the score and the features are between the training and out-of-time
-periods (PSI), and how it treats groups at the operating threshold (fairness).
+could do), how well its calibration is pinned down (the slope's CI), how stable the score and
+the features are between the training and test periods (PSI), and how it treats groups at the
+operating threshold (fairness).
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from evaluation import fairness, metrics, stability
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from evaluation import backtest, fairness, metrics, stability
 from settings import Paths
 from training import registry, scaling
-from training.dataset import build_training_set, out_of_time_split
-from training.scorecard import fit_scorecard
+from training.dataset import build_training_set, data_end
+from training.train import load_backtest
 
 # Approve grades A to D: PD up to 8%. The threshold fairness is measured at.
 OPERATING_PD = 0.08
@@ -48,6 +52,7 @@ class ChampionEvaluation:
     # (members only; measurement only, never a model input)
     frame: pd.DataFrame | None = None
     backtest_dates: list[str] | None = None  # the deployment dates T (ISO) the test rows come from
+    backtest: pd.DataFrame | None = None  # per (T, source): rows, defaults, metrics with CIs
 
     @property
     def calibration_slope(self) -> metrics.Estimate:
@@ -93,7 +98,7 @@ def evaluate_champion(paths: Paths, subject: str = "member", n_boot: int = 300) 
 
 @dataclass
 class ModelEvaluation:
-    """The champion-style evaluation plus the out-of-time arrays the card's plots need."""
+    """The champion-style evaluation plus the test arrays the card's plots need."""
 
     evaluation: ChampionEvaluation
     y: np.ndarray
@@ -103,12 +108,24 @@ class ModelEvaluation:
     mean_abs_contribution: np.ndarray  # per feature, in the model's feature order
     features: list[str]
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The evaluation's per-application frame (see ChampionEvaluation.frame)."""
+        return self.evaluation.frame
+
 
 def evaluate_model(paths: Paths, subject: str, model, version: str,
-                   n_boot: int = 200, with_scorecard: bool = True) -> ModelEvaluation:
-    """Evaluate any loaded pyfunc model of `subject` on its out-of-time applications.
+                   n_boot: int = 200, with_scorecard: bool = True,
+                   run_id: str | None = None) -> ModelEvaluation:
+    """Evaluate a loaded pyfunc model of `subject` by its as-deployed backtest (evaluation.backtest).
 
-    `with_scorecard=False` skips fitting the WoE challenger (the promotion gates do not need it)."""
+    The backtest evaluates the training procedure with the model's features: at each date T a model
+    trained on the labels known then. The predictions the version's training run logged are used
+    when they cover exactly the pooled test rows of today's data (`run_id`, default: the version's
+    run); otherwise the backtest is run again, so a champion and a challenger evaluated on the same
+    data always get the same rows in the same order. The served model itself is used only where no
+    outcome is measured: the score's and features' stability (PSI) and the feature importances.
+    `with_scorecard=False` skips the WoE challenger (the promotion gates do not need it)."""
     started = time.perf_counter()
     inner = model.unwrap_python_model()
     features = list(inner.features)
@@ -117,49 +134,68 @@ def evaluate_model(paths: Paths, subject: str, model, version: str,
     if unknown:
         raise LookupError(f"the model (version {version}) uses features the catalogue no longer "
                           f"computes: {unknown}. Retrain with `coopscore train`.")
-    split = out_of_time_split(rows[rows["enough_history"]])
-    oot = split.oot.copy()
-    oot["pd"] = model.predict(oot[features])["pd"].to_numpy()
-    train_pd = model.predict(split.train[features])["pd"].to_numpy()
+    rows = rows[rows["enough_history"]].reset_index(drop=True)
+    end = data_end(paths.clean)
+    folds = backtest.plan(rows, end)
+    served = sorted(backtest.pooled_positions(folds, rows))
+    expected = rows.iloc[served].sort_values(["as_of", "application_id"], kind="stable")
 
-    y = oot["label"].to_numpy()
-    pd_oot = oot["pd"].to_numpy()
-    model_metrics = metrics.evaluate(y, pd_oot, n_boot=n_boot)
-    true = _true_pd(paths, oot)
+    logged = _logged_backtest(subject, version, run_id)
+    if (logged is not None and logged[0]["application_id"].tolist() == expected["application_id"].tolist()
+            and (not with_scorecard or logged[0]["scorecard_pd"].notna().all())):
+        scored, per_t = logged
+    else:
+        run = backtest.run_backtest(rows, features, end, _truth(paths), n_boot=n_boot,
+                                    with_scorecard=with_scorecard)
+        scored, per_t = run.frame, run.folds
+    frame = test_frame(paths, scored, subject)
+
+    y = frame["label"].to_numpy()
+    pd_test = frame["pd"].to_numpy()
+    model_metrics = metrics.evaluate(y, pd_test, n_boot=n_boot)
+    true = frame["true_pd"].to_numpy() if frame["true_pd"].notna().all() else None
     true_metrics = metrics.evaluate(y, true, n_boot=n_boot) if true is not None else None
-
-    scores = pd.DataFrame({"score": _score(train_pd)})
-    oot_scores = pd.DataFrame({"score": _score(pd_oot)})
-    psi = pd.concat([stability.psi_table(scores, oot_scores, ["score"]),
-                     stability.psi_table(split.train, oot, features)], ignore_index=True)
-
-    groups = _with_groups(paths, oot[["entity_id", "label", "pd"]], subject)
-    report = (fairness.fairness_report(groups, list(FAIRNESS_GROUPS), threshold=OPERATING_PD)
-              if groups is not None else {})
     scorecard_metrics = None
     if with_scorecard:
-        scorecard = fit_scorecard(split.train, features)
-        scorecard_metrics = metrics.evaluate(y, scorecard.pd(oot), n_boot=n_boot)
-    frame = test_frame(paths, oot, subject)
-    evaluation = ChampionEvaluation(subject, version, len(oot), model_metrics, true_metrics, psi,
+        card = scored.set_index("application_id").loc[frame["application_id"], "scorecard_pd"]
+        scorecard_metrics = metrics.evaluate(y, card.to_numpy(), n_boot=n_boot)
+
+    # stability of the population the model scores: the labels known at the last T against the
+    # applications after it, both scored by the served model
+    last = folds[-1]
+    before, after = rows.iloc[last.train], rows.iloc[last.test]
+    score_before = pd.DataFrame({"score": _score(model.predict(before[features])["pd"].to_numpy())})
+    score_after = pd.DataFrame({"score": _score(model.predict(after[features])["pd"].to_numpy())})
+    psi = pd.concat([stability.psi_table(score_before, score_after, ["score"]),
+                     stability.psi_table(before, after, features)], ignore_index=True)
+
+    groups = frame if subject == "member" else None
+    report = (fairness.fairness_report(groups, list(FAIRNESS_GROUPS), threshold=OPERATING_PD)
+              if groups is not None else {})
+    dates = sorted({str(pd.Timestamp(d).date()) for d in scored["deployed"]})
+    evaluation = ChampionEvaluation(subject, version, len(frame), model_metrics, true_metrics, psi,
                                     report, time.perf_counter() - started, scorecard_metrics,
-                                    frame=frame)
-    contributions = inner.explain(oot[features]).contributions
-    return ModelEvaluation(evaluation, y, pd_oot, true, oot_scores["score"].to_numpy(),
+                                    frame=frame, backtest_dates=dates, backtest=per_t)
+    test_rows = rows.set_index("application_id").loc[frame["application_id"]]
+    contributions = inner.explain(test_rows[features]).contributions
+    return ModelEvaluation(evaluation, y, pd_test, true, _score(pd_test),
                            np.abs(contributions).mean(axis=0), features)
 
 
 def test_frame(paths: Paths, scored: pd.DataFrame, subject: str) -> pd.DataFrame:
     """The evaluation's per-application frame: FRAME_COLUMNS plus the fairness groups (members),
-    sorted by (as_of, application_id). `scored` needs application_id, entity_id, as_of, label, pd."""
+    sorted by (as_of, application_id). `scored` needs application_id, entity_id, as_of, label, pd
+    and may carry true_pd (else it is joined from the generator's truth, NaN without it)."""
     out = scored[["application_id", "entity_id", "as_of", "label", "pd"]].copy()
     out["label"] = out["label"].astype(int)
-    path = paths.clean / "true_pd.parquet"
-    truth = (pd.read_parquet(path) if path.exists()
-             else pd.DataFrame({"application_id": pd.Series(dtype=object), "true_pd": []}))
-    out = out.merge(truth[["application_id", "true_pd"]], on="application_id", how="left",
-                    validate="one_to_one")
-    out["true_pd"] = out["true_pd"].astype(float)
+    if "true_pd" in scored:
+        out["true_pd"] = scored["true_pd"].astype(float).to_numpy()
+    else:
+        truth = _truth(paths)
+        out = out.merge(truth if truth is not None else pd.DataFrame(
+            {"application_id": pd.Series(dtype=object), "true_pd": pd.Series(dtype=float)}),
+            on="application_id", how="left", validate="one_to_one")
+        out["true_pd"] = out["true_pd"].astype(float)
     groups = _with_groups(paths, out, subject)
     if groups is not None:
         out = groups
@@ -167,16 +203,22 @@ def test_frame(paths: Paths, scored: pd.DataFrame, subject: str) -> pd.DataFrame
     return out.drop(columns=["entity_id"])
 
 
+def _logged_backtest(subject: str, version: str, run_id: str | None):
+    if run_id is None:
+        try:
+            run_id = MlflowClient().get_model_version(registry.model_name(subject), version).run_id
+        except MlflowException:
+            return None
+    return load_backtest(run_id)
+
+
+def _truth(paths: Paths) -> pd.DataFrame | None:
+    path = paths.clean / "true_pd.parquet"
+    return pd.read_parquet(path)[["application_id", "true_pd"]] if path.exists() else None
+
+
 def _score(pd_values: np.ndarray) -> np.ndarray:
     return scaling.score_from_log_odds(np.log(pd_values / (1 - pd_values)))
-
-
-def _true_pd(paths: Paths, oot: pd.DataFrame):
-    path = paths.clean / "true_pd.parquet"
-    if not path.exists():
-        return None
-    joined = oot[["application_id"]].merge(pd.read_parquet(path), on="application_id", how="left")
-    return joined["true_pd"].to_numpy() if joined["true_pd"].notna().all() else None
 
 
 def _with_groups(paths: Paths, oot: pd.DataFrame, subject: str) -> pd.DataFrame | None:
@@ -190,3 +232,39 @@ def _with_groups(paths: Paths, oot: pd.DataFrame, subject: str) -> pd.DataFrame 
         validate="many_to_one")
     out["region"] = fairness.region_of(out["province"])
     return out
+
+
+def _ci(est: metrics.Estimate | None) -> list[float] | None:
+    return None if est is None else [est.low, est.high]
+
+
+def summary(ev: ChampionEvaluation, gates: dict[str, str] | None = None,
+            ceiling_auc: float | None = None) -> dict:
+    """The evaluation as one JSON-ready dict (`coopscore evaluate --json`): the headline numbers
+    with their 95% CIs, the backtest's design, the calibration verdict and the gates' verdicts
+    (None when unknown). `ceiling_auc` (the feature ceiling) stays None until it is computed."""
+    model, true, card = ev.model, ev.true_pd or {}, ev.scorecard or {}
+    frame = ev.frame
+
+    def value(d: dict, key: str) -> float | None:
+        return d[key].value if key in d else None
+
+    return {
+        "subject": ev.subject, "model_version": ev.model_version,
+        "auc": model["auc"].value, "auc_ci": _ci(model["auc"]),
+        "true_pd_auc": value(true, "auc"), "true_pd_auc_ci": _ci(true.get("auc")),
+        "ceiling_auc": ceiling_auc,
+        "scorecard_auc": value(card, "auc"), "scorecard_auc_ci": _ci(card.get("auc")),
+        "ks": model["ks"].value, "ks_ci": _ci(model["ks"]),
+        "brier": model["brier"].value, "brier_ci": _ci(model["brier"]),
+        "calibration_in_the_large": model["calibration_in_the_large"].value,
+        "calibration_in_the_large_ci": _ci(model["calibration_in_the_large"]),
+        "ece": model["ece"].value, "ece_ci": _ci(model["ece"]),
+        "calibration_slope": ev.calibration_slope.value,
+        "calibration_slope_ci": _ci(ev.calibration_slope),
+        "calibration_pinned": ev.calibration_pinned, "calibration_reason": ev.calibration_reason,
+        "backtest_dates": ev.backtest_dates or [],
+        "n_test": ev.oot_rows,
+        "n_defaults": int(frame["label"].sum()) if frame is not None else None,
+        "gates": gates,
+    }

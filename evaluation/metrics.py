@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 import pandas
+from scipy.special import expit
 from scipy.stats import rankdata
 
 # Clip for log loss: a PD of exactly 0 or 1 on a wrong outcome would give an infinite loss.
@@ -123,7 +124,7 @@ def calibration_slope(y, pd) -> float:
     design = np.column_stack([np.ones_like(x), x])
     beta = np.array([np.log(y.mean() / (1 - y.mean())), 0.0])  # start at the base rate: always converges
     for _ in range(50):  # Newton-Raphson on two parameters: fast enough to bootstrap
-        mu = 1 / (1 + np.exp(-(design @ beta)))
+        mu = expit(design @ beta)
         w = mu * (1 - mu)
         hessian = design.T @ (design * w[:, None]) + 1e-9 * np.eye(2)
         step = np.linalg.solve(hessian, design.T @ (y - mu))

@@ -1,7 +1,7 @@
 """A model card for one training run: one self-contained HTML file a model-risk team can read offline.
 
 `build_model_card(paths, run_id)` finds the run in MLflow, loads that run's model (not necessarily
-the champion), evaluates it on its out-of-time applications exactly as `evaluation.champion` does
+the champion), evaluates it by its as-deployed backtest exactly as `evaluation.champion` does
 for the champion, and writes `reports/<run_id>/model_card.html` (plots embedded as base64 PNG, no
 external CSS, JavaScript or fonts). The card is also logged to the run as
 `model_card/model_card.html`.
@@ -72,7 +72,7 @@ def build_model_card(paths: Paths, run_id: str, n_boot: int = 200) -> Path:
     except (MlflowException, OSError) as exc:
         raise LookupError(f"run {run_id} has no loadable model at runs:/{run_id}/model") from exc
 
-    result = evaluate_model(paths, subject, model, version, n_boot=n_boot)
+    result = evaluate_model(paths, subject, model, version, n_boot=n_boot, run_id=run_id)
     run_date = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc)
     text = render(result, name=name, version=version, run_id=run_id, params=params,
                   run_date=run_date, n_boot=n_boot)
@@ -105,9 +105,11 @@ def render(result: ModelEvaluation, *, name: str, version: str, run_id: str, par
         f"<h1>{e(f'Model card: {name}, version {version}')}</h1>",
         f"<p class='meta'>{e(meta)}</p>",
         _intended_use(ev.subject),
-        _data_section(params, ev.oot_rows),
+        _data_section(params, ev),
         _features_section(result.features),
         _metrics_section(ev),
+        _calibration_section(ev, params),
+        _backtest_section(ev),
         _lift_section(result, n_boot),
         _approval_section(result, n_boot),
         _plots_section(result),
@@ -151,17 +153,49 @@ def _intended_use(subject: str) -> str:
             + "".join(f"<li>{html.escape(t)}</li>" for t in limits) + "</ul>")
 
 
-def _data_section(params: dict, oot_rows: int) -> str:
-    rows = []
-    for part, label in (("train", "train"), ("calibration", "calibration (Platt, early stopping)"),
-                        ("oot", "out of time (validation)")):
-        rows.append([label, params.get(f"{part}_from", "?"), params.get(f"{part}_to", "?"),
-                     params.get(f"{part}_rows", "?"), params.get(f"{part}_defaults", "?")])
-    note = ("Periods are by application month, never random. Applications without enough history "
-            f"left out: {params.get('excluded_not_enough_history', '?')}. Out-of-time rows "
-            f"evaluated for this card: {oot_rows}.")
-    return ("<h2>Data</h2>" + _table(["period", "from", "to", "applications", "defaults"], rows)
+def _data_section(params: dict, ev: ChampionEvaluation) -> str:
+    rows = [["the model registered (every label known by the data end)", params.get("train_from", "?"),
+             params.get("train_to", "?"), params.get("train_rows", "?"), params.get("train_defaults", "?")]]
+    note = ("The evidence is an as-deployed backtest: at each quarterly date T a model is trained and "
+            "calibrated only on applications whose 12-month label window closed by T, and tested on "
+            "the applications of the six months from T; each test application is scored by the "
+            "model deployed at the latest T before it. Backtest dates: "
+            f"{', '.join(ev.backtest_dates or []) or '?'}; pooled test applications: {ev.oot_rows}. "
+            f"Data end: {params.get('data_end', '?')}. Applications without enough history left "
+            f"out: {params.get('excluded_not_enough_history', '?')}.")
+    return ("<h2>Data</h2>" + _table(["rows", "from", "to", "applications", "defaults"], rows)
             + f"<p>{html.escape(note)}</p>")
+
+
+def _calibration_section(ev: ChampionEvaluation, params: dict) -> str:
+    slope = ev.calibration_slope
+    verdict = "pinned down" if ev.calibration_pinned else "NOT pinned down"
+    fitted = (f"The registered model's Platt calibrator: {params.get('calibration_method', '?')} "
+              f"({params.get('calibration_defaults', '?')} defaults; never fitted on fewer than "
+              f"{params.get('min_calibration_defaults', '?')}, in which case it is out of fold or "
+              "absent).")
+    return (f"<h2>Calibration evidence</h2><p class='callout'>Calibration slope "
+            f"{html.escape(format_estimate(slope))}: {verdict}. {html.escape(ev.calibration_reason)}"
+            f"</p><p>{html.escape(fitted)}</p>")
+
+
+def _backtest_section(ev: ChampionEvaluation) -> str:
+    if ev.backtest is None or ev.backtest.empty:
+        return ""
+    rows = []
+    for r in ev.backtest.to_dict("records"):
+        cells = [str(pd.Timestamp(r["date"]).date()), r["source"], r["n_train"], r["n_train_defaults"],
+                 r["n_test"], r["n_test_defaults"], r.get("calibration", "")]
+        for key in ("auc", "calibration_in_the_large", "calibration_slope"):
+            value = r.get(key)
+            cells.append("-" if value is None or value != value else
+                         format_estimate(metrics.Estimate(value, r[f"{key}_low"], r[f"{key}_high"])))
+        rows.append(cells)
+    return ("<h2>Backtest by deployment date</h2>"
+            + _table(["T", "PD of", "trained on", "defaults", "tested on", "defaults", "calibration",
+                      "AUC (95% CI)", "calibration in the large (95% CI)", "slope (95% CI)"], rows)
+            + "<p>Each T's six test months overlap the next T's: the pooled table above counts each "
+              "application once.</p>")
 
 
 def _features_section(features: list[str]) -> str:
@@ -187,9 +221,10 @@ def _metrics_section(ev: ChampionEvaluation) -> str:
         if ev.true_pd:
             row.append(format_estimate(ev.true_pd[key]))
         rows.append(row)
-    note = (f"Out of time, {ev.oot_rows} applications; 95% intervals by bootstrap. The true PD is "
-            "the probability the synthetic generator used: the best any model could do. The WoE "
-            "scorecard is the transparent challenger, fitted on the same training months.")
+    note = (f"As-deployed backtest, {ev.oot_rows} pooled test applications; 95% intervals by "
+            "bootstrap. The true PD is the probability the synthetic generator used: the best any "
+            "model could do. The WoE scorecard is the transparent challenger, fitted at each T on "
+            "the same training rows.")
     return "<h2>Performance</h2>" + _table(headers, rows) + f"<p>{html.escape(note)}</p>"
 
 

@@ -7,12 +7,16 @@ above both, so that training never imports evaluation or governance.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from evaluation.backtest import run_backtest
+
 from governance.promotion import Decision, Gates, promote
 from settings import Paths
+from training.fit import MIN_CALIBRATION_DEFAULTS
 from training.train import TrainResult, train_subject
 
 
@@ -29,12 +33,17 @@ class GatedRun(TrainResult):
 
 
 def train_and_promote(paths: Paths, subject: str, progress: Callable[[str], None] = lambda _: None,
-                      gates: Gates = Gates(), n_boot: int = 200) -> GatedRun:
-    """Train and register a new version of `subject`'s model, then run the promotion gates on it.
+                      gates: Gates = Gates(), n_boot: int = 200,
+                      min_calibration_defaults: int = MIN_CALIBRATION_DEFAULTS) -> GatedRun:
+    """Backtest as deployed, train and register a new version of `subject`'s model (the backtest
+    is its logged evidence), then run the promotion gates on it.
 
-    `seconds` counts both steps; `n_boot` is the bootstrap size of the gates' evaluation."""
+    `seconds` counts both steps; `n_boot` is the bootstrap size of the backtest's and the gates'
+    CIs; `min_calibration_defaults`: below it no calibrator is fitted (training.fit)."""
     started = time.perf_counter()
-    trained = train_subject(paths, subject, progress)
+    backtest = functools.partial(run_backtest, n_boot=n_boot)
+    trained = train_subject(paths, subject, progress, backtest=backtest,
+                            min_calibration_defaults=min_calibration_defaults)
     progress("checking the promotion gates against the champion")
     decision = promote(paths, subject, trained.version, gates, n_boot=n_boot)
     return GatedRun(**{**vars(trained), "seconds": time.perf_counter() - started}, decision=decision)

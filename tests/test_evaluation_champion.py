@@ -1,4 +1,4 @@
-"""The champion's out-of-time evaluation on the shared small data set."""
+"""The champion's evaluation (its as-deployed backtest) on the shared small data set."""
 from __future__ import annotations
 
 import pytest
@@ -41,3 +41,34 @@ def test_the_transparent_scorecard_is_compared_on_the_same_applications(result):
     assert result.scorecard is not None and set(result.scorecard) == set(result.model)
     card = result.scorecard["auc"]
     assert 0.5 < card.value < 1 and card.low <= card.value <= card.high
+
+
+def test_frame_has_one_row_per_test_application_in_a_fixed_order(result):
+    frame = result.frame
+    assert len(frame) == result.oot_rows and frame["application_id"].is_unique
+    assert {"application_id", "as_of", "label", "pd", "true_pd", *FAIRNESS_GROUPS} <= set(frame.columns)
+    assert frame.equals(frame.sort_values(["as_of", "application_id"]).reset_index(drop=True))
+    assert set(frame["label"].unique()) == {0, 1} and frame["true_pd"].notna().all()
+    assert result.backtest_dates and set(result.backtest["source"]) == {"model", "scorecard", "true_pd"}
+
+
+def test_a_challenger_gets_the_same_rows_as_the_champion(pipeline_home, result):
+    """Recomputed (no logged backtest for version "x") or read from the run: the same rows."""
+    import mlflow
+
+    from evaluation.champion import evaluate_model
+    from training import registry
+
+    registry.use_store(pipeline_home)
+    model = mlflow.pyfunc.load_model(registry.champion_uri("member"))
+    other = evaluate_model(pipeline_home, "member", model, "x", n_boot=20, with_scorecard=False)
+    assert other.frame["application_id"].tolist() == result.frame["application_id"].tolist()
+    # the same procedure on the same data: the recomputed backtest is the logged one
+    assert abs(other.frame["pd"] - result.frame["pd"]).max() < 1e-9
+
+
+def test_calibration_slope_and_its_verdict_are_reported(result):
+    slope = result.calibration_slope
+    assert slope.low <= slope.value <= slope.high
+    assert isinstance(result.calibration_pinned, bool)
+    assert f"{slope.low:.2f}" in result.calibration_reason

@@ -33,9 +33,10 @@ def test_card_shows_the_runs_auc_and_every_feature(pipeline_home, member_card):
     text = path.read_text(encoding="utf-8")
     registry.use_store(pipeline_home)
     client = MlflowClient()
-    # Training logged the out-of-time AUC on the same applications with the same model.
-    auc = client.get_run(run_id).data.metrics["oot_auc"]
+    # Training logged the pooled backtest AUC on the same applications with the same procedure.
+    auc = client.get_run(run_id).data.metrics["backtest_auc"]
     assert f"<td>{auc:.3f} [" in text
+    assert "<h2>Backtest by deployment date</h2>" in text and "Calibration slope" in text
 
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").unwrap_python_model()
     for name in model.features:

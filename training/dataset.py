@@ -1,11 +1,15 @@
 """The training set: every labelled application with its features as of the application date,
-and the out-of-time split (train on earlier months, calibrate on the next, validate on the latest).
+when its label became known (`label_window_end`), and the data's end date.
+
+A label (default within 12 months) is known only once its window has closed: a model deployed at
+date T may learn only from applications with as_of + LABEL_MONTHS <= T (see evaluation.backtest).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from features import engine
@@ -13,6 +17,7 @@ from features.sufficiency import has_enough_history
 
 OOT_MONTHS = 6  # the latest months: out-of-time validation
 CALIBRATION_MONTHS = 3  # the months before them: early stopping and PD calibration
+LABEL_MONTHS = 12  # the label window: default = 90+ days past due within 12 months
 
 
 class NotEnoughData(Exception):
@@ -46,6 +51,38 @@ def build_training_set(clean_dir: Path, subject: str) -> pd.DataFrame:
     rows["label"] = rows["label"].astype(int)
     rows["enough_history"] = has_enough_history(rows)
     return rows.rename(columns={"spine_id": "application_id"})
+
+
+def label_window_end(as_of: pd.Series) -> pd.Series:
+    """The date each application's label becomes known: as_of + LABEL_MONTHS."""
+    return as_of + pd.DateOffset(months=LABEL_MONTHS)
+
+
+def data_end(clean_dir: Path) -> pd.Timestamp:
+    """The day after the latest thing the platform recorded (a transaction, a repayment month or an
+    application): a label whose window closed by then is known to a model trained today."""
+    clean_dir = Path(clean_dir)
+    sources = {"transactions.parquet": "max(ts) + INTERVAL 1 DAY",
+               "repayments.parquet": "max(month) + INTERVAL 1 DAY",
+               "loan_applications.parquet": "max(application_date) + INTERVAL 1 DAY"}
+    found = []
+    con = duckdb.connect()
+    for name, expression in sources.items():
+        path = clean_dir / name
+        if path.exists():  # Parquet statistics answer max() without a full scan
+            found.append(con.execute(f"SELECT {expression} FROM read_parquet(?)",
+                                     [str(path)]).fetchall()[0][0])
+    con.close()
+    found = [f for f in found if f is not None]
+    if not found:
+        raise FileNotFoundError(f"no transactions, repayments or applications in {clean_dir}: run "
+                                "`coopscore ingest` first.")
+    return pd.Timestamp(max(found)).normalize()
+
+
+def matured(rows: pd.DataFrame, by: pd.Timestamp) -> pd.DataFrame:
+    """The rows whose label window closed by `by` (as_of + LABEL_MONTHS <= by)."""
+    return rows[label_window_end(rows["as_of"]) <= by]
 
 
 @dataclass

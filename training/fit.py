@@ -1,7 +1,17 @@
-"""Fitting: LightGBM with monotone constraints, then Platt calibration of its margin."""
+"""Fitting: LightGBM with monotone constraints, then Platt calibration of its margin.
+
+Three uses of the rows are kept apart, all in time order (a bank fits on the past, scores the future):
+- early stopping looks only at the latest slice of the rows the booster is fitted on;
+- the calibrator is fitted on the latest `calibration_months` of the rows when they hold at least
+  `min_calibration_defaults` defaults (the booster then never sees them); below that, on the
+  out-of-fold margins of time-ordered folds (each fold scored by a booster fitted on the folds
+  before it); below that again, no calibrator is fitted at all: the booster's own log-odds are used
+  and the FittedModel says so (`calibration["method"] == "none"`), so that nothing is ever
+  calibrated on a handful of defaults.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
@@ -9,22 +19,40 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from features.catalogue import FEATURES_BY_NAME
+from training.dataset import NotEnoughData
+
+MIN_CALIBRATION_DEFAULTS = 30  # never fit a calibrator on fewer (a Platt slope on 5 is noise)
+CALIBRATION_MONTHS = 3  # the latest months calibrate, when they hold enough defaults
+STOPPING_SHARE = 0.15  # the latest share of the booster's rows drives early stopping
+MIN_STOPPING_DEFAULTS = 5  # ... widened (up to 40% of the rows) until it holds this many defaults
+OOF_FOLDS = 4  # time-ordered folds for out-of-fold calibration
 
 
 @dataclass
 class FittedModel:
-    """A LightGBM booster and its Platt calibration, with the parameters it was fitted with."""
+    """A LightGBM booster and its Platt calibration, with the parameters it was fitted with.
+
+    `calibration` records how the calibrator was fitted: method ("holdout", "out-of-fold" or
+    "none"), rows and defaults it saw, and why."""
 
     booster: lgb.Booster
     features: list[str]
     slope: float
     intercept: float
     params: dict
+    calibration: dict = field(default_factory=dict)
 
     def log_odds(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated log-odds of default of each row."""
-        margin = self.booster.predict(frame[self.features].to_numpy(dtype=float), raw_score=True)
-        return self.slope * margin + self.intercept
+        return self.slope * self.margin(frame) + self.intercept
+
+    def margin(self, frame: pd.DataFrame) -> np.ndarray:
+        """The booster's raw margin (uncalibrated log-odds) of each row."""
+        return self.booster.predict(frame[self.features].to_numpy(dtype=float), raw_score=True)
+
+    def pd(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of default of each row."""
+        return 1 / (1 + np.exp(-self.log_odds(frame)))
 
 
 def lightgbm_params(n_rows: int, features: list[str], seed: int = 7) -> dict:
@@ -48,26 +76,118 @@ def lightgbm_params(n_rows: int, features: list[str], seed: int = 7) -> dict:
     }
 
 
-def fit(train: pd.DataFrame, calibration: pd.DataFrame, features: list[str],
-        max_rounds: int = 1000, seed: int = 7) -> FittedModel:
-    """Fit LightGBM on `train`, stopping early on `calibration`, then Platt-calibrate on `calibration`.
+def _check_rows(rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    missing = sorted({"label", "as_of", *features} - set(rows.columns))
+    if missing:
+        raise ValueError(f"the training rows lack the columns {missing}; build them with "
+                         "training.dataset.build_training_set.")
+    defaults = int(rows["label"].sum())
+    if defaults < 2 or defaults == len(rows):
+        raise NotEnoughData(f"{len(rows)} training applications with {defaults} defaults: at least "
+                            "2 defaults and some non-defaults are needed to fit a model.")
+    return rows.sort_values("as_of", kind="stable")
 
-    RuntimeError when the calibration months reverse the ranking (leakage or drift)."""
-    params = lightgbm_params(len(train), features, seed)
-    dtrain = lgb.Dataset(train[features].to_numpy(dtype=float), label=train["label"],
-                         feature_name=features, free_raw_data=False)
-    dcal = lgb.Dataset(calibration[features].to_numpy(dtype=float), label=calibration["label"],
-                       reference=dtrain)
-    booster = lgb.train(params, dtrain, num_boost_round=max_rounds, valid_sets=[dcal],
-                        valid_names=["calibration"],
-                        callbacks=[lgb.early_stopping(50, verbose=False)])
-    margin = booster.predict(calibration[features].to_numpy(dtype=float), raw_score=True)
+
+def _boost(rows: pd.DataFrame, features: list[str], max_rounds: int, seed: int,
+           refit: bool = True) -> tuple[lgb.Booster, dict]:
+    """Find the number of rounds by early stopping on the latest slice of `rows`, then refit on all
+    of `rows` with that many rounds (the latest months are the most like the next applicant).
+    `refit=False` keeps the early-stopped booster (cheaper; for out-of-fold margins)."""
+    labels = rows["label"].to_numpy()
+    n_stop = max(1, int(len(rows) * STOPPING_SHARE))
+    cap = int(len(rows) * 0.4)
+    while n_stop < cap and labels[-n_stop:].sum() < MIN_STOPPING_DEFAULTS:
+        n_stop += max(1, len(rows) // 50)
+    fit_part, stop_part = rows.iloc[:-n_stop], rows.iloc[-n_stop:]
+    if fit_part["label"].sum() == 0:  # too small to hold a slice out: all rows, a fixed budget
+        fit_part, stop_part = rows, None
+    params = lightgbm_params(len(rows), features, seed)
+    x = fit_part[features].to_numpy(dtype=float)
+    dfit = lgb.Dataset(x, label=fit_part["label"], feature_name=features, free_raw_data=False)
+    if stop_part is not None:
+        dstop = lgb.Dataset(stop_part[features].to_numpy(dtype=float), label=stop_part["label"],
+                            reference=dfit)
+        probe = lgb.train(params, dfit, num_boost_round=max_rounds, valid_sets=[dstop],
+                          valid_names=["stopping"], callbacks=[lgb.early_stopping(50, verbose=False)])
+        rounds = max(10, probe.best_iteration or probe.current_iteration())
+        if not refit:
+            params["num_boost_round"] = rounds
+            return probe, params
+    else:
+        rounds = 100
+    dall = lgb.Dataset(rows[features].to_numpy(dtype=float), label=rows["label"],
+                       feature_name=features, free_raw_data=False)
+    booster = lgb.train(params, dall, num_boost_round=rounds)
+    params["num_boost_round"] = rounds
+    return booster, params
+
+
+def _platt(margin: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     # Platt scaling: affine in the margin, so explanations stay exact (see credit_model.py)
-    platt = LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), calibration["label"])
+    platt = LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), labels)
     slope, intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
     if slope <= 0:
         raise RuntimeError("calibration found the model's ranking reversed on the calibration "
-                           "months; the model is not usable. Check the data for leakage or drift.")
-    params["num_boost_round"] = booster.best_iteration or booster.current_iteration()
-    return FittedModel(booster=booster, features=features, slope=slope, intercept=intercept,
-                       params=params)
+                           "rows; the model is not usable. Check the data for leakage or drift.")
+    return slope, intercept
+
+
+def out_of_fold_margins(rows: pd.DataFrame, features: list[str], folds: int = OOF_FOLDS,
+                        max_rounds: int = 1000, seed: int = 7) -> pd.DataFrame:
+    """Time-ordered out-of-fold margins: the rows (sorted by as_of) are cut into folds + 1 blocks;
+    block k is scored by a booster fitted on blocks 0..k-1 only. Returns `margin` and `label` of
+    blocks 1..folds (a block whose past has no default is skipped)."""
+    rows = _check_rows(rows, features)
+    edges = np.linspace(0, len(rows), folds + 2).astype(int)
+    parts = []
+    for k in range(1, folds + 1):
+        past, block = rows.iloc[:edges[k]], rows.iloc[edges[k]:edges[k + 1]]
+        if past["label"].sum() < 2 or block.empty:
+            continue
+        booster, params = _boost(past, features, max_rounds, seed, refit=False)
+        parts.append(pd.DataFrame({
+            "margin": booster.predict(block[features].to_numpy(dtype=float), raw_score=True,
+                                      num_iteration=params["num_boost_round"]),
+            "label": block["label"].to_numpy()}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"margin": [], "label": []})
+
+
+def fit(rows: pd.DataFrame, features: list[str], min_calibration_defaults: int = MIN_CALIBRATION_DEFAULTS,
+        calibration_months: int = CALIBRATION_MONTHS, max_rounds: int = 1000,
+        seed: int = 7) -> FittedModel:
+    """Fit LightGBM on `rows` (features, `label`, `as_of`) and Platt-calibrate its margin.
+
+    The calibrator is fitted on the latest `calibration_months` when they hold at least
+    `min_calibration_defaults` defaults, else on time-ordered out-of-fold margins when those do,
+    else not at all (see the module docstring). NotEnoughData below 2 defaults; RuntimeError
+    when the calibration rows reverse the ranking (leakage or drift)."""
+    if min_calibration_defaults < 1:
+        raise ValueError(f"min_calibration_defaults must be >= 1, got {min_calibration_defaults}")
+    rows = _check_rows(rows, features)
+    month = rows["as_of"].dt.to_period("M")
+    holdout = month >= month.max() - (calibration_months - 1)
+    held = rows[holdout]
+    if int(held["label"].sum()) >= min_calibration_defaults and held["label"].sum() < len(held):
+        booster, params = _boost(rows[~holdout], features, max_rounds, seed)
+        margin = booster.predict(held[features].to_numpy(dtype=float), raw_score=True)
+        slope, intercept = _platt(margin, held["label"].to_numpy())
+        calibration = {"method": "holdout", "rows": len(held), "defaults": int(held["label"].sum()),
+                       "reason": f"the latest {calibration_months} months hold enough defaults"}
+        return FittedModel(booster, features, slope, intercept, params, calibration)
+
+    booster, params = _boost(rows, features, max_rounds, seed)
+    oof = (out_of_fold_margins(rows, features, max_rounds=max_rounds, seed=seed)
+           if int(rows["label"].sum()) >= min_calibration_defaults else None)
+    if oof is not None and int(oof["label"].sum()) >= min_calibration_defaults:
+        slope, intercept = _platt(oof["margin"].to_numpy(), oof["label"].to_numpy())
+        calibration = {"method": "out-of-fold", "rows": len(oof), "defaults": int(oof["label"].sum()),
+                       "reason": f"the latest {calibration_months} months hold "
+                                 f"{int(held['label'].sum())} defaults (< {min_calibration_defaults})"}
+    else:
+        slope, intercept = 1.0, 0.0
+        seen = 0 if oof is None else int(oof["label"].sum())
+        calibration = {"method": "none", "rows": 0, "defaults": seen,
+                       "reason": f"fewer than {min_calibration_defaults} defaults to calibrate on "
+                                 f"({int(held['label'].sum())} in the latest {calibration_months} "
+                                 f"months, {seen} out of fold): the booster's own log-odds are used"}
+    return FittedModel(booster, features, slope, intercept, params, calibration)
