@@ -148,7 +148,7 @@ def evaluate_model(paths: Paths, subject: str, model, version: str,
         run = backtest.run_backtest(rows, features, end, _truth(paths), n_boot=n_boot,
                                     with_scorecard=with_scorecard)
         scored, per_t = run.frame, run.folds
-    frame = test_frame(paths, scored, subject)
+    frame = evaluation_frame(paths, scored, subject)
 
     y = frame["label"].to_numpy()
     pd_test = frame["pd"].to_numpy()
@@ -182,7 +182,7 @@ def evaluate_model(paths: Paths, subject: str, model, version: str,
                            np.abs(contributions).mean(axis=0), features)
 
 
-def test_frame(paths: Paths, scored: pd.DataFrame, subject: str) -> pd.DataFrame:
+def evaluation_frame(paths: Paths, scored: pd.DataFrame, subject: str) -> pd.DataFrame:
     """The evaluation's per-application frame: FRAME_COLUMNS plus the fairness groups (members),
     sorted by (as_of, application_id). `scored` needs application_id, entity_id, as_of, label, pd
     and may carry true_pd (else it is joined from the generator's truth, NaN without it)."""

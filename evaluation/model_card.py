@@ -74,8 +74,10 @@ def build_model_card(paths: Paths, run_id: str, n_boot: int = 200) -> Path:
 
     result = evaluate_model(paths, subject, model, version, n_boot=n_boot, run_id=run_id)
     run_date = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.timezone.utc)
+    tags = next((v.tags for v in versions if v.name == name), {}) or {}
+    gates = {k: v for k, v in tags.items() if k.startswith("gate.") or k.startswith("promotion")}
     text = render(result, name=name, version=version, run_id=run_id, params=params,
-                  run_date=run_date, n_boot=n_boot)
+                  run_date=run_date, n_boot=n_boot, gates=gates)
 
     out = paths.home / "reports" / run_id / CARD_NAME
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,8 @@ def format_estimate(est: metrics.Estimate) -> str:
 
 
 def render(result: ModelEvaluation, *, name: str, version: str, run_id: str, params: dict,
-           run_date: dt.datetime, n_boot: int = 200) -> str:
-    """The model card as one self-contained HTML document."""
+           run_date: dt.datetime, n_boot: int = 200, gates: dict[str, str] | None = None) -> str:
+    """The model card as one self-contained HTML document; `gates` are the version's gate tags."""
     ev = result.evaluation
     e = html.escape
     today = dt.date.today().isoformat()
@@ -115,6 +117,8 @@ def render(result: ModelEvaluation, *, name: str, version: str, run_id: str, par
         _plots_section(result),
         _psi_section(ev.psi),
         _fairness_section(ev),
+        _fairness_intervals_section(ev, n_boot),
+        _gates_section(gates or {}),
         "</body></html>",
     ]
     return "\n".join(parts)
@@ -348,6 +352,29 @@ def _fairness_section(ev: ChampionEvaluation) -> str:
         out.append(f"<h3>{html.escape(column)}</h3>" + _table(columns, rows)
                    + f"<p>{html.escape(ratio_text)}</p>")
     return "".join(out)
+
+
+def _fairness_intervals_section(ev: ChampionEvaluation, n_boot: int) -> str:
+    """The gaps the fairness gate decides on, with their 95% CIs (members only)."""
+    if ev.frame is None or not ev.fairness:
+        return ""
+    table = fairness.model_gap_intervals(ev.frame, OPERATING_PD, n_boot=n_boot)
+    if table.empty:
+        return ""
+    rows = [[_cell(v) for v in row] for row in table.itertuples(index=False)]
+    note = ("Gaps between groups at the operating cut-off, with 95% bootstrap intervals; a gap "
+            "versus the true PD is what the model adds to the real risk differences. Groups with "
+            "too few defaults are named as too small to judge.")
+    return ("<h2>Fairness gaps with intervals</h2>" + _table(list(table.columns), rows)
+            + f"<p>{html.escape(note)}</p>")
+
+
+def _gates_section(gates: dict[str, str]) -> str:
+    """The promotion gates' verdicts and numbers, as recorded on the model version."""
+    if not gates:
+        return "<h2>Promotion gates</h2><p>No gate has judged this version yet.</p>"
+    rows = [[k, v] for k, v in sorted(gates.items())]
+    return "<h2>Promotion gates</h2>" + _table(["tag", "verdict and numbers"], rows)
 
 
 def _cell(value) -> str:

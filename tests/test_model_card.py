@@ -37,6 +37,9 @@ def test_card_shows_the_runs_auc_and_every_feature(pipeline_home, member_card):
     auc = client.get_run(run_id).data.metrics["backtest_auc"]
     assert f"<td>{auc:.3f} [" in text
     assert "<h2>Backtest by deployment date</h2>" in text and "Calibration slope" in text
+    # the gates' verdicts as recorded on the version, and the fairness gaps with their intervals
+    assert "<h2>Promotion gates</h2>" in text and "<td>gate.calibration</td>" in text
+    assert "<h2>Fairness gaps with intervals</h2>" in text
 
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").unwrap_python_model()
     for name in model.features:
