@@ -172,7 +172,7 @@ def _train_subjects(subject: list[str], gates) -> None:
             console.print(f"[yellow]skipped the {s} model:[/] {exc}")
         except FileNotFoundError as exc:
             fail(str(exc))
-    out = Table("model", "version", "OOT AUC", "true-PD AUC", "champion before", "champion now?",
+    out = Table("model", "version", "backtest AUC", "true-PD AUC", "champion before", "champion now?",
                 "seconds", title="training")
     for r in results:
         out.add_row(r.subject, r.version, f"{r.oot_auc:.3f}",
@@ -373,6 +373,7 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
         from governance.promotion import Gates
 
         _train_subjects(["member", "cooperative"], Gates())
+        _demo_override_refused(paths)
     else:
         console.print("reusing the champion models in the MLflow registry")
     from ranking.rank import ranking_dates
@@ -388,6 +389,28 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
 
 
 DEMO_RANK_MONTHS = 6
+
+
+def _demo_override_refused(paths: Paths) -> None:
+    """A demo must serve something: a model the gates refused is promoted by a written override
+    that names the failed gates, shown here and recorded on the version (`promotion.override_reason`),
+    exactly as a model owner would have to do it. The refusal is the finding, not hidden."""
+    from governance.promotion import promote
+    from training import registry
+
+    registry.use_store(paths)
+    for subject in ("member", "cooperative"):
+        if registry.champion_version(subject) is not None:
+            continue
+        try:
+            decision = promote(paths, subject, None, override="demo data: promoted despite the failed "
+                               "gates printed above so that the demo can serve; a bank would not")
+        except LookupError as exc:
+            console.print(f"[yellow]no {subject} model to serve:[/] {exc}")
+            continue
+        failed = ", ".join(f"{g.name} ({g.detail})" for g in decision.failed()) or "none"
+        console.print(f"[yellow]{subject} version {decision.version} promoted by override for the demo; "
+                      f"gates it failed: {failed}[/]", soft_wrap=True)
 
 
 def _demo_member_link(paths: Paths, port: int) -> None:
