@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from evaluation import metrics
+from evaluation.ceiling import DRIVER_PREFIX, driver_table, fit_ceiling
 from training.dataset import NotEnoughData, label_window_end, matured
 from training.fit import MIN_CALIBRATION_DEFAULTS, fit
 from training.scorecard import fit_scorecard
@@ -25,7 +26,11 @@ from training.scorecard import fit_scorecard
 TEST_MONTHS = 6  # each deployment is tested on the next six months of applications
 EVERY_MONTHS = 3  # a deployment date each quarter
 MIN_TRAIN_DEFAULTS = 10  # fewer defaults than this before T: no model could be trained at T
-SOURCES = ("model", "scorecard", "true_pd")  # the PD columns of Backtest.frame that are compared
+# the PD columns of Backtest.frame that are compared: the model, the WoE scorecard, and on synthetic
+# data the feature ceiling (evaluation.ceiling: the true log-odds regressed on the same features,
+# fitted on the same rows at each T) and the true PD itself
+SOURCES = ("model", "scorecard", "ceiling", "true_pd")
+COLUMNS = {"model": "pd", "scorecard": "scorecard_pd", "ceiling": "ceiling_pd", "true_pd": "true_pd"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class Backtest:
     folds: pd.DataFrame
     pooled: dict[str, dict[str, metrics.Estimate]]
     skipped: list[str]  # the quarters before the first T, and why each was skipped
+    # synthetic data: each driver of the true risk, how much of it the features recover
+    # (evaluation.ceiling.driver_table on the last T's training rows and the pooled test rows)
+    drivers: pd.DataFrame | None = None
 
 
 def deployment_dates(rows: pd.DataFrame, end: pd.Timestamp, min_train_defaults: int = MIN_TRAIN_DEFAULTS,
@@ -132,6 +140,7 @@ def run_backtest(rows: pd.DataFrame, features: list[str], end: pd.Timestamp,
         part["deployed"] = fold.date
         part["pd"] = model.pd(test)
         part["scorecard_pd"] = (fit_scorecard(train, features).pd(test) if with_scorecard else np.nan)
+        part["ceiling_pd"] = _ceiling_pd(train, test, features, truth)
         part["fold"] = k
         part["pooled"] = [served[int(p)] == k for p in fold.test]
         part["calibration"] = model.calibration.get("method", "")
@@ -148,7 +157,7 @@ def run_backtest(rows: pd.DataFrame, features: list[str], end: pd.Timestamp,
     per_t = []
     for k, fold in enumerate(folds):
         part = scored[scored["fold"] == k]
-        for source, column in zip(SOURCES, ("pd", "scorecard_pd", "true_pd")):
+        for source, column in COLUMNS.items():
             if part[column].isna().any():
                 continue
             row = {"date": fold.date, "source": source, "n_train": int(part["n_train"].iloc[0]),
@@ -159,16 +168,46 @@ def run_backtest(rows: pd.DataFrame, features: list[str], end: pd.Timestamp,
     frame = (scored[scored["pooled"]]
              .sort_values(["as_of", "application_id"], kind="stable").reset_index(drop=True)
              [["application_id", "entity_id", "as_of", "deployed", "label", "pd", "scorecard_pd",
-               "true_pd"]])
+               "ceiling_pd", "true_pd"]])
     y = frame["label"].to_numpy()
     if y.sum() == 0 or y.sum() == len(y):
         raise NotEnoughData(f"the pooled test rows ({len(y)}) hold {int(y.sum())} defaults: both "
                             "defaults and non-defaults are needed to measure anything.")
     pooled = {source: metrics.evaluate(y, frame[column].to_numpy(), n_boot=n_boot)
-              for source, column in zip(SOURCES, ("pd", "scorecard_pd", "true_pd"))
-              if frame[column].notna().all()}
+              for source, column in COLUMNS.items() if frame[column].notna().all()}
     _, skipped = deployment_dates(rows, end, min_train_defaults)
-    return Backtest([f.date for f in folds], frame, pd.DataFrame(per_t), pooled, skipped)
+    drivers = _drivers(rows.iloc[folds[-1].train], rows.set_index("application_id")
+                       .loc[frame["application_id"]].reset_index(), features, truth)
+    return Backtest([f.date for f in folds], frame, pd.DataFrame(per_t), pooled, skipped, drivers)
+
+
+def _with_truth(rows: pd.DataFrame, truth: pd.DataFrame | None) -> pd.DataFrame | None:
+    """`rows` with the generator's truth columns, or None without a truth for every row."""
+    if truth is None:
+        return None
+    known = rows.drop(columns=[c for c in truth.columns if c != "application_id" and c in rows])
+    known = known.merge(truth, on="application_id", how="left", validate="many_to_one")
+    return known if known["true_pd"].notna().all() else None
+
+
+def _ceiling_pd(train: pd.DataFrame, test: pd.DataFrame, features: list[str],
+                truth: pd.DataFrame | None) -> np.ndarray | float:
+    """The feature ceiling fitted on T's training rows, scoring T's test rows (NaN without truth)."""
+    known = _with_truth(train, truth)
+    if known is None:
+        return np.nan
+    return fit_ceiling(known, features).pd(test)
+
+
+def _drivers(train: pd.DataFrame, test: pd.DataFrame, features: list[str],
+             truth: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The driver table when the truth carries the generator's drivers, else None."""
+    if truth is None or not any(c.startswith(DRIVER_PREFIX) for c in truth.columns):
+        return None
+    known_train, known_test = _with_truth(train, truth), _with_truth(test, truth)
+    if known_train is None or known_test is None:
+        return None
+    return driver_table(known_train, known_test, features)
 
 
 def _measured(y: np.ndarray, pd_values: np.ndarray, n_boot: int) -> dict[str, float]:

@@ -22,7 +22,7 @@ from evaluation import backtest, fairness, metrics, stability
 from settings import Paths
 from training import registry, scaling
 from training.dataset import build_training_set, data_end
-from training.train import load_backtest
+from training.train import load_backtest, load_drivers
 
 # Approve grades A to D: PD up to 8%. The threshold fairness is measured at.
 OPERATING_PD = 0.08
@@ -53,6 +53,10 @@ class ChampionEvaluation:
     frame: pd.DataFrame | None = None
     backtest_dates: list[str] | None = None  # the deployment dates T (ISO) the test rows come from
     backtest: pd.DataFrame | None = None  # per (T, source): rows, defaults, metrics with CIs
+    # synthetic data only: the feature ceiling's pooled metrics (the true log-odds regressed on the
+    # same features at each T) and the driver table (evaluation.ceiling)
+    ceiling: dict[str, metrics.Estimate] | None = None
+    drivers: pd.DataFrame | None = None
 
     @property
     def calibration_slope(self) -> metrics.Estimate:
@@ -144,10 +148,11 @@ def evaluate_model(paths: Paths, subject: str, model, version: str,
     if (logged is not None and logged[0]["application_id"].tolist() == expected["application_id"].tolist()
             and (not with_scorecard or logged[0]["scorecard_pd"].notna().all())):
         scored, per_t = logged
+        drivers = load_drivers(run_id or _run_id(subject, version) or "")
     else:
         run = backtest.run_backtest(rows, features, end, _truth(paths), n_boot=n_boot,
                                     with_scorecard=with_scorecard)
-        scored, per_t = run.frame, run.folds
+        scored, per_t, drivers = run.frame, run.folds, run.drivers
     frame = evaluation_frame(paths, scored, subject)
 
     y = frame["label"].to_numpy()
@@ -159,6 +164,10 @@ def evaluate_model(paths: Paths, subject: str, model, version: str,
     if with_scorecard:
         card = scored.set_index("application_id").loc[frame["application_id"], "scorecard_pd"]
         scorecard_metrics = metrics.evaluate(y, card.to_numpy(), n_boot=n_boot)
+    ceiling_metrics = None
+    if "ceiling_pd" in scored and scored["ceiling_pd"].notna().all():
+        ceiling = scored.set_index("application_id").loc[frame["application_id"], "ceiling_pd"]
+        ceiling_metrics = metrics.evaluate(y, ceiling.to_numpy(), n_boot=n_boot)
 
     # stability of the population the model scores: the labels known at the last T against the
     # applications after it, both scored by the served model
@@ -175,7 +184,8 @@ def evaluate_model(paths: Paths, subject: str, model, version: str,
     dates = sorted({str(pd.Timestamp(d).date()) for d in scored["deployed"]})
     evaluation = ChampionEvaluation(subject, version, len(frame), model_metrics, true_metrics, psi,
                                     report, time.perf_counter() - started, scorecard_metrics,
-                                    frame=frame, backtest_dates=dates, backtest=per_t)
+                                    frame=frame, backtest_dates=dates, backtest=per_t,
+                                    ceiling=ceiling_metrics, drivers=drivers)
     test_rows = rows.set_index("application_id").loc[frame["application_id"]]
     contributions = inner.explain(test_rows[features]).contributions
     return ModelEvaluation(evaluation, y, pd_test, true, _score(pd_test),
@@ -192,7 +202,7 @@ def evaluation_frame(paths: Paths, scored: pd.DataFrame, subject: str) -> pd.Dat
         out["true_pd"] = scored["true_pd"].astype(float).to_numpy()
     else:
         truth = _truth(paths)
-        out = out.merge(truth if truth is not None else pd.DataFrame(
+        out = out.merge(truth[["application_id", "true_pd"]] if truth is not None else pd.DataFrame(
             {"application_id": pd.Series(dtype=object), "true_pd": pd.Series(dtype=float)}),
             on="application_id", how="left", validate="one_to_one")
         out["true_pd"] = out["true_pd"].astype(float)
@@ -203,18 +213,22 @@ def evaluation_frame(paths: Paths, scored: pd.DataFrame, subject: str) -> pd.Dat
     return out.drop(columns=["entity_id"])
 
 
+def _run_id(subject: str, version: str) -> str | None:
+    try:
+        return MlflowClient().get_model_version(registry.model_name(subject), version).run_id
+    except MlflowException:
+        return None
+
+
 def _logged_backtest(subject: str, version: str, run_id: str | None):
-    if run_id is None:
-        try:
-            run_id = MlflowClient().get_model_version(registry.model_name(subject), version).run_id
-        except MlflowException:
-            return None
-    return load_backtest(run_id)
+    run_id = run_id or _run_id(subject, version)
+    return load_backtest(run_id) if run_id else None
 
 
 def _truth(paths: Paths) -> pd.DataFrame | None:
+    """The generator's truth: application_id, true_pd and each driver's term (synthetic data)."""
     path = paths.clean / "true_pd.parquet"
-    return pd.read_parquet(path)[["application_id", "true_pd"]] if path.exists() else None
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def _score(pd_values: np.ndarray) -> np.ndarray:
@@ -242,7 +256,9 @@ def summary(ev: ChampionEvaluation, gates: dict[str, str] | None = None,
             ceiling_auc: float | None = None) -> dict:
     """The evaluation as one JSON-ready dict (`coopscore evaluate --json`): the headline numbers
     with their 95% CIs, the backtest's design, the calibration verdict and the gates' verdicts
-    (None when unknown). `ceiling_auc` (the feature ceiling) stays None until it is computed."""
+    (None when unknown). `ceiling_auc` is the feature ceiling's (synthetic data; None on real data)."""
+    if ceiling_auc is None and ev.ceiling is not None:
+        ceiling_auc = ev.ceiling["auc"].value
     model, true, card = ev.model, ev.true_pd or {}, ev.scorecard or {}
     frame = ev.frame
 
@@ -253,7 +269,7 @@ def summary(ev: ChampionEvaluation, gates: dict[str, str] | None = None,
         "subject": ev.subject, "model_version": ev.model_version,
         "auc": model["auc"].value, "auc_ci": _ci(model["auc"]),
         "true_pd_auc": value(true, "auc"), "true_pd_auc_ci": _ci(true.get("auc")),
-        "ceiling_auc": ceiling_auc,
+        "ceiling_auc": ceiling_auc, "ceiling_auc_ci": _ci(ev.ceiling["auc"]) if ev.ceiling else None,
         "scorecard_auc": value(card, "auc"), "scorecard_auc_ci": _ci(card.get("auc")),
         "ks": model["ks"].value, "ks_ci": _ci(model["ks"]),
         "brier": model["brier"].value, "brier_ci": _ci(model["brier"]),

@@ -112,6 +112,7 @@ def render(result: ModelEvaluation, *, name: str, version: str, run_id: str, par
         _metrics_section(ev),
         _calibration_section(ev, params),
         _backtest_section(ev),
+        _ceiling_section(ev),
         _lift_section(result, n_boot),
         _approval_section(result, n_boot),
         _plots_section(result),
@@ -212,8 +213,39 @@ def _features_section(features: list[str]) -> str:
             + _table(["name", "meaning (vi)", "meaning (en)", "unit", "direction of risk"], rows))
 
 
+def _ceiling_section(ev: ChampionEvaluation) -> str:
+    """The gap to the true PD, split into what the features do not carry and what estimation
+    loses, and which driver of the true risk the missing information belongs to (synthetic data)."""
+    if not ev.ceiling or not ev.true_pd:
+        return ("<h2>Gap to the true PD</h2><p>No generator truth for these data (real data): the "
+                "gap to the best possible model cannot be split.</p>")
+    model, ceiling, true = ev.model["auc"], ev.ceiling["auc"], ev.true_pd["auc"]
+    split = [["true PD", format_estimate(true), ""],
+             ["feature ceiling (true log-odds regressed on the features)", format_estimate(ceiling),
+              f"information the features do not carry: {true.value - ceiling.value:+.3f}"],
+             ["model", format_estimate(model),
+              f"estimation (model against the ceiling): {ceiling.value - model.value:+.3f}"]]
+    out = ["<h2>Gap to the true PD</h2>", _table(["pooled backtest AUC", "95% CI", "gap"], split)]
+    if ev.drivers is not None and len(ev.drivers):
+        rows = [[r.driver, f"{r.share:.3f}",
+                 "-" if r.r2_from_features != r.r2_from_features else f"{r.r2_from_features:.3f}",
+                 f"{r.unexplained:.3f}", r.visible if isinstance(r.visible, str) else ""]
+                for r in ev.drivers.itertuples()]
+        out.append(_table(["driver of the true risk", "share of its variance",
+                           "R² recovered by the features", "out of reach (share x (1 - R²))",
+                           "seen before the application date?"], rows))
+        hidden = [r.driver for r in ev.drivers.itertuples() if isinstance(r.visible, str)
+                  and r.visible.startswith(("mostly not", "no"))]
+        out.append("<p>" + html.escape(
+            "Each driver's R² is measured on later applications than the regression was fitted on. "
+            + (f"Not visible before the application date: {', '.join(hidden)}." if hidden else ""))
+            + "</p>")
+    return "\n".join(out)
+
+
 def _metrics_section(ev: ChampionEvaluation) -> str:
     headers = (["metric", "model (95% CI)"] + (["WoE scorecard (95% CI)"] if ev.scorecard else [])
+               + (["feature ceiling (95% CI)"] if ev.ceiling else [])
                + (["true PD (95% CI)"] if ev.true_pd else []))
     rows = []
     for key, label in METRIC_LABELS.items():
@@ -222,6 +254,8 @@ def _metrics_section(ev: ChampionEvaluation) -> str:
         row = [label, format_estimate(ev.model[key])]
         if ev.scorecard:
             row.append(format_estimate(ev.scorecard[key]))
+        if ev.ceiling:
+            row.append(format_estimate(ev.ceiling[key]))
         if ev.true_pd:
             row.append(format_estimate(ev.true_pd[key]))
         rows.append(row)

@@ -49,7 +49,7 @@ def test_frame_has_one_row_per_test_application_in_a_fixed_order(result):
     assert {"application_id", "as_of", "label", "pd", "true_pd", *FAIRNESS_GROUPS} <= set(frame.columns)
     assert frame.equals(frame.sort_values(["as_of", "application_id"]).reset_index(drop=True))
     assert set(frame["label"].unique()) == {0, 1} and frame["true_pd"].notna().all()
-    assert result.backtest_dates and set(result.backtest["source"]) == {"model", "scorecard", "true_pd"}
+    assert result.backtest_dates and set(result.backtest["source"]) == {"model", "scorecard", "ceiling", "true_pd"}
 
 
 def test_a_challenger_gets_the_same_rows_as_the_champion(pipeline_home, result):

@@ -161,6 +161,8 @@ def log_backtest(backtest) -> None:
         backtest.folds.to_csv(Path(tmp) / "folds.csv", index=False)
         (Path(tmp) / "dates.json").write_text(json.dumps({
             "dates": [str(d.date()) for d in backtest.dates], "skipped": backtest.skipped}))
+        if getattr(backtest, "drivers", None) is not None:
+            backtest.drivers.to_csv(Path(tmp) / "drivers.csv", index=False)
         mlflow.log_artifacts(tmp, BACKTEST_DIR)
 
 
@@ -171,6 +173,16 @@ def load_backtest(run_id: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
         return pd.read_parquet(local / "predictions.parquet"), pd.read_csv(local / "folds.csv",
                                                                            parse_dates=["date"])
     except Exception:  # noqa: BLE001 - any store or file error means: not logged, recompute
+        return None
+
+
+def load_drivers(run_id: str) -> pd.DataFrame | None:
+    """The driver table (evaluation.ceiling) a training run logged with its backtest, or None."""
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id,
+                                                         artifact_path=f"{BACKTEST_DIR}/drivers.csv"))
+        return pd.read_csv(local)
+    except Exception:  # noqa: BLE001 - not logged (real data, older runs)
         return None
 
 
