@@ -18,7 +18,7 @@ the previous champion keeps the alias `previous-champion`, so `rollback` can res
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mlflow
 import numpy as np

@@ -28,7 +28,7 @@ import re
 import time
 import traceback
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Literal
 
 import anyio

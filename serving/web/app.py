@@ -26,7 +26,6 @@ import logging
 import math
 import re
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
