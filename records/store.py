@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError
 
+from data_contracts.vocabulary import ENTITY_TYPES
 from settings import get_settings
 from settings.paths import Paths, get_paths
 from records import chain
@@ -43,7 +44,7 @@ PLATFORM_SCOPES = {
 }
 SCOPES = {**LENDER_SCOPES, **PLATFORM_SCOPES}
 KINDS = ("lender", "platform")
-SUBJECT_TYPES = ("member", "cooperative")
+SUBJECT_TYPES = tuple(ENTITY_TYPES)
 PURPOSES = ("credit_scoring",)
 CONSENT_SOURCES = ("application_form", "member_page", "operator")
 CONSENT_MAX_DAYS = 365

@@ -16,7 +16,8 @@ from scoring.errors import InvalidApplication, field
 
 SUBJECT_TYPES = tuple(v.ENTITY_TYPES)
 # Platform ids: TV0000001 (members), HTX000001 (cooperatives); letters, digits, - and _ only.
-SUBJECT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+SUBJECT_ID_MAX_LENGTH = 32
+SUBJECT_ID_PATTERN = rf"^[A-Za-z0-9_-]{{1,{SUBJECT_ID_MAX_LENGTH}}}$"
 TERM_MONTHS = (1, 120)
 EARLIEST_AS_OF = date(2000, 1, 1)  # no e-cooperative platform data exists before this
 # Decree 156/2025/ND-CP: unsecured agricultural and rural lending limits by legal form

@@ -373,13 +373,15 @@ def _score_chunk(scorer: Scorer, chunk: pd.DataFrame, offset: int, num_threads: 
             error[mask] = code
             message[mask] = text(mask) if callable(text) else text
 
-    reject(~np.isin(subject_type, v.ENTITY_TYPES), "invalid_request",
+    reject(~np.isin(subject_type, policy.SUBJECT_TYPES), "invalid_request",
            "subject_type must be member or cooperative")
     lengths = np.fromiter((len(s) for s in subject_id), dtype=int, count=n)
-    reject((lengths < 1) | (lengths > 32), "invalid_request", "subject_id must be 1 to 32 characters")
+    reject((lengths < 1) | (lengths > policy.SUBJECT_ID_MAX_LENGTH), "invalid_request",
+           f"subject_id must be 1 to {policy.SUBJECT_ID_MAX_LENGTH} characters")
     reject(~(amount > 0), "invalid_request", "amount_vnd must be a whole number of VND above 0")
-    reject(~((term >= 1) & (term <= 120)), "invalid_request",
-           "term_months must be a whole number from 1 to 120")
+    low, high = policy.TERM_MONTHS
+    reject(~((term >= low) & (term <= high)), "invalid_request",
+           f"term_months must be a whole number from {low} to {high}")
     reject(~np.isin(purpose, v.LOAN_PURPOSES), "invalid_request",
            f"purpose must be one of {', '.join(v.LOAN_PURPOSES)}")
     if "as_of_date" in chunk:

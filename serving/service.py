@@ -201,7 +201,7 @@ class ServingStatus(BaseModel):
     snapshot_date: str
 
 
-SUBJECT_TYPES = ("member", "cooperative")
+SUBJECT_TYPES = policy.SUBJECT_TYPES
 SETTINGS = get_settings()  # read once, when the service module is loaded by each worker
 SubjectId = Annotated[str, Path(pattern=schemas.SUBJECT_ID_PATTERN, examples=["TV0000001"])]
 # Worker processes: scoring is CPU-bound Python, so one process per core (each loads the models

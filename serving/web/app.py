@@ -43,6 +43,7 @@ from settings import Paths, get_paths
 from features.catalogue import FEATURES_BY_NAME
 from scoring import schemas
 from scoring.errors import ApiError
+from scoring.policy import TERM_MONTHS
 from records import AuditEntry, AuthError, features_sha256
 from data_contracts.vocabulary import LENDERS
 from serving.web import charts, disclosure, links, safe_csv
@@ -475,7 +476,7 @@ def _applicant(request: Request, application_id: str, amount=None, term=None,
         return _no_consent_page(request, officer, app, consent)
     lang = _lang(request)
     amount_v = _int_field(amount, 1, 10**13) if amount is not None else int(app["requested_amount_vnd"])
-    term_v = _int_field(term, 1, 120) if term is not None else int(app["term_months"])
+    term_v = _int_field(term, *TERM_MONTHS) if term is not None else int(app["term_months"])
     answer, error = None, None
     if amount_v is None or term_v is None:
         error = text("whatif_invalid", lang)
@@ -545,7 +546,7 @@ def _whatif(request: Request, officer: Officer, body: dict) -> JSONResponse:
         return JSONResponse({"error": "no_consent", "message": _consent_words(consent, "en"),
                              "message_vi": _consent_words(consent, "vi")}, status_code=403)
     amount = _int_field(body.get("amount_vnd"), 1, 10**13)
-    term = _int_field(body.get("term_months"), 1, 120)
+    term = _int_field(body.get("term_months"), *TERM_MONTHS)
     if amount is None or term is None:
         return JSONResponse({"error": "invalid_request", "message": text("whatif_invalid", "en"),
                              "message_vi": text("whatif_invalid", "vi")}, status_code=422)
@@ -583,7 +584,7 @@ def decision(request: Request, application_id: str = Form(""), decision: str = F
     if not consent.active:  # a decision rests on the score: none without consent
         _refusal(request, officer, app, consent, "/app/console/decision")
         return _no_consent_page(request, officer, app, consent, decision_refused=True)
-    amount, term = _int_field(amount_vnd, 1, 10**13), _int_field(term_months, 1, 120)
+    amount, term = _int_field(amount_vnd, 1, 10**13), _int_field(term_months, *TERM_MONTHS)
     answer, refused = None, None
     if amount is None or term is None:
         refused = ("whatif_invalid", text("whatif_invalid", "en"), "invalid_request", 422)
