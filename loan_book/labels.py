@@ -81,7 +81,7 @@ def _plain(value: object) -> object:
 
 
 def _key(value: object) -> str:
-    """Normalised form used to compare label values: 'Bad ' = 'bad', 1.0 = '1', 'Non-Default' = 'nondefault'."""
+    """A label value normalised for comparison: 'Bad ' = 'bad', 1.0 = '1', 'Non-Default' = 'nondefault'."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     text = str(value).strip().lower()

@@ -5,12 +5,14 @@ and nowhere else:
 
 * the delimiter is sniffed among `,` `;` tab `|` (the one that splits the header and the first
   rows into the same number of fields, the most fields winning);
-* a semicolon file may write numbers with a decimal comma (`1.234,5`, `1234,5`: common in
-  Vietnamese and European exports); such a column is rewritten to `1234.5` so it reads as a
-  number. A column with no comma at all is left alone (`1.234` stays one point two three four);
+* a semicolon file may write numbers with a decimal comma and dots between thousands
+  (`1.234,5`, `1234,5`, `12.500`: common in Vietnamese and European exports); a column where
+  every number is written so is rewritten (`1234.5`, `12500`) so it reads as a number. A column
+  with any number that cannot be read that way is left alone (`0.5`, `1.25` keep their point);
 * in a comma file, numbers grouped with a thousands comma (`"1,234,567.5"`) are read likewise;
 * UTF-8 with or without a byte-order mark; anything else is refused with advice to save as
   "CSV UTF-8" (guessing a code page would mangle Vietnamese names without a word);
+* the columns rewritten and the delimiter are in `frame.attrs["reading"]`, for the lender to see;
 * Excel workbooks are refused with the same advice, also when renamed `.csv` (their bytes start
   like a zip or an OLE file);
 * column names are stripped of spaces and the BOM and NFC-normalised (Vietnamese diacritics kept:
@@ -46,24 +48,26 @@ _SAVE_AS_CSV = ('In Excel: File > Save As > "CSV UTF-8 (Comma delimited) (*.csv)
 
 _EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+_TEXT_SUFFIXES = (".csv", ".txt", ".tsv", ".tab", "")
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _PARQUET_MAGIC = b"PAR1"
 
-# 1.234.567,5 or 1234,5 or -0,25 (a decimal comma, dots grouping thousands).
-_DECIMAL_COMMA = re.compile(r"^[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?$")
-_COMMA_OR_GROUPS = re.compile(r",|\.\d{3}\.")
+# 1.234.567,5 or 1234,5 or -0,25 or 12.500 (a decimal comma, dots grouping thousands; a group
+# never starts with 0, so 0.125 is not read as 125).
+_DECIMAL_COMMA = re.compile(r"^[+-]?(?:[1-9]\d{0,2}(?:\.\d{3})+|\d+)(?:,\d+)?$")
+_COMMA_OR_GROUPS = re.compile(r",|\.\d{3}")
 # 1,234,567.5 (thousands commas, a decimal point).
 _THOUSANDS_COMMA = re.compile(r"^[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
 
 
 def is_missing(values: pd.Series) -> pd.Series:
     """True where a cell is empty, NaN/None, or one of MISSING_TOKENS (case and spaces ignored)."""
+    absent = values.isna()
     if values.dtype == object or pd.api.types.is_string_dtype(values):
-        text = values.astype(object).where(values.notna(), None)
-        lowered = text.map(lambda v: str(v).strip().lower() if v is not None else None)
-        return lowered.isna() | lowered.isin(_MISSING_LOWER)
-    return values.isna()
+        lowered = values.where(~absent, "").astype(str).str.strip().str.lower()
+        return absent | lowered.isin(_MISSING_LOWER)
+    return absent
 
 
 def clean_name(name: object) -> str:
@@ -97,8 +101,11 @@ def read_table(path: Path) -> pd.DataFrame:
                          f"{kind}, not a text CSV: renaming a workbook does not convert it. {_SAVE_AS_CSV}")
     if suffix in _PARQUET_SUFFIXES or head.startswith(_PARQUET_MAGIC):
         frame = _read_parquet(path)
-    else:
+    elif suffix in _TEXT_SUFFIXES:
         frame = _read_csv(path)
+    else:
+        raise TableError(f"{path.name}: a {suffix} file is not read. Save the table as CSV UTF-8 "
+                         "(.csv) or Parquet (.parquet).")
     if frame.columns.empty:
         raise TableError(f"{path.name} has no columns. Export the loan book with a header row.")
     if len(frame) == 0:
@@ -124,7 +131,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise TableError(f"Could not read {path.name} as Parquet ({type(exc).__name__}: {exc}). "
                          "Write the file again, or export the table as CSV UTF-8.") from exc
     frame.columns = _check_names(list(frame.columns), path)
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    frame.attrs["reading"] = {"format": "parquet"}
+    return frame
 
 
 def _decode(path: Path) -> str:
@@ -182,15 +191,19 @@ def _read_csv(path: Path) -> pd.DataFrame:
     frame.columns = names
     for column in frame.columns:  # spaces around a cell are export noise ("Ha Noi " = "Ha Noi")
         frame[column] = frame[column].str.strip()
+    rewritten: list[str] = []
     if delimiter == ";":
-        frame = _decimal_commas(frame)
+        rewritten = _decimal_commas(frame)
     elif delimiter == ",":
-        frame = _thousands_commas(frame)
+        rewritten = _thousands_commas(frame)
+    frame.attrs["reading"] = {"format": "csv", "delimiter": delimiter, "numbers_rewritten": rewritten}
     return frame
 
 
 def _rewrite_numbers(frame: pd.DataFrame, pattern: re.Pattern, marker: re.Pattern,
-                     rewrite) -> pd.DataFrame:
+                     rewrite) -> list[str]:
+    """Rewrite, in place, every column whose numbers all follow `pattern`; the columns rewritten."""
+    done = []
     for column in frame.columns:
         values = frame[column]
         present = values[~is_missing(values)]
@@ -198,15 +211,16 @@ def _rewrite_numbers(frame: pd.DataFrame, pattern: re.Pattern, marker: re.Patter
             continue  # no comma anywhere: the column is whatever it looks like
         if present.str.match(pattern).all():
             frame[column] = values.where(is_missing(values), values.map(rewrite))
-    return frame
+            done.append(column)
+    return done
 
 
-def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
+def _decimal_commas(frame: pd.DataFrame) -> list[str]:
     """In a semicolon file, columns of numbers written 1.234,5 become 1234.5."""
     return _rewrite_numbers(frame, _DECIMAL_COMMA, _COMMA_OR_GROUPS,
                             lambda v: v.replace(".", "").replace(",", "."))
 
 
-def _thousands_commas(frame: pd.DataFrame) -> pd.DataFrame:
+def _thousands_commas(frame: pd.DataFrame) -> list[str]:
     """In a comma file, quoted columns of numbers written 1,234,567.5 become 1234567.5."""
     return _rewrite_numbers(frame, _THOUSANDS_COMMA, re.compile(","), lambda v: v.replace(",", ""))

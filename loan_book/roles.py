@@ -30,11 +30,13 @@ column that alone separates the classes (AUC > 0.98) unless the lender allows it
 """
 from __future__ import annotations
 
+import csv
 import difflib
+import io
 import json
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -136,8 +138,6 @@ class RoleOverrides:
                 for r in ([role] if isinstance(role, str) else role):
                     pairs.append((column, str(r)))
         else:
-            import csv
-            import io
             for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
                 if not row or not "".join(row).strip():
                     continue
@@ -269,9 +269,9 @@ def _text(values: pd.Series) -> pd.Series:
         return values.map(one).astype(object)
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.map(lambda v: None if pd.isna(v) else v.isoformat()).astype(object)
-    out = values.astype(object).map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v))
-                                    else str(v).strip())
-    return out.where(out != "", None)
+    absent = values.isna()
+    out = values.where(~absent, "").astype(str).str.strip().astype(object)
+    return out.where(~absent & (out != ""), None)
 
 
 def _numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -281,7 +281,7 @@ def _numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
         missing = numbers.isna()
         return numbers, missing, pd.Series(False, index=values.index)
     missing = is_missing(values)
-    text = values.astype(object).where(~missing, None).map(lambda v: v if v is None else str(v).strip())
+    text = values.where(~missing, "").astype(str).str.strip().astype(object).where(~missing, None)
     numbers = pd.to_numeric(text, errors="coerce").astype("float64")
     bad = ~missing & numbers.isna()
     return numbers, missing, bad
@@ -346,7 +346,7 @@ def _infer(name: str, values: pd.Series) -> ColumnRole:
         # level per number. Not used until the lender says what the odd cells are.
         return ColumnRole(name, "ignored", f"numbers except {int(bad.sum()):,} cell(s) "
                           f"({_count_tokens(values, bad)}): not used; pass --numeric {name} to read "
-                          "those cells as missing, or correct them", n_missing)
+                          f"those cells as missing (or --category {name}), or correct them", n_missing)
     # Text. Tokens ("?", "NA") count as missing for deciding date and id, but stay category levels.
     tokens = is_missing(values)
     known_text = text[~tokens]
@@ -370,16 +370,16 @@ def _infer(name: str, values: pd.Series) -> ColumnRole:
     share = levels / n_known if n_known else 0.0
     if share >= ID_SHARE:
         return ColumnRole(name, "id", f"text distinct on {levels:,} of {n_known:,} rows that have a "
-                          "value: identifies the row", int(tokens.sum()))
+                          "value: identifies the row" + _missing_note(rows - n_known), int(tokens.sum()))
     if share >= NAMED_ID_SHARE and looks_like_id(name):
         return ColumnRole(name, "id", f"named like an id, {levels:,} distinct values in "
                           f"{n_known:,} rows", int(tokens.sum()))
-    why = "text" if bad.any() or not coded_numbers(values, text) else "codes with leading zeros"
+    why = "text" if bad.any() or not _coded_numbers(values, text) else "codes with leading zeros"
     return ColumnRole(name, "category", f"{why}, {int(text.nunique()):,} levels"
                       + _missing_note(empty), empty)
 
 
-def coded_numbers(values: pd.Series, text: pd.Series) -> bool:
+def _coded_numbers(values: pd.Series, text: pd.Series) -> bool:
     """Whether a text column is integers written with leading zeros (codes such as '007')."""
     known = text.dropna()
     return (not pd.api.types.is_numeric_dtype(values) and bool(len(known))
@@ -599,8 +599,11 @@ def _category_auc(values: pd.Series, y: np.ndarray, seed: int = 0) -> float:
     """AUC of each level's default rate, the rate computed out of fold (a level seen once cannot
     score itself)."""
     levels = values.astype(object).where(values.notna(), "\0missing").to_numpy()
+    folds = min(LEAK_FOLDS, int(y.sum()), int(len(y) - y.sum()))
+    if folds < 2:
+        return 0.5
     score = np.empty(len(y), dtype=float)
-    for train, test in StratifiedKFold(LEAK_FOLDS, shuffle=True, random_state=seed).split(levels, y):
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(levels, y):
         rates = pd.Series(y[train]).groupby(levels[train]).mean()
         score[test] = pd.Series(levels[test]).map(rates).fillna(y[train].mean()).to_numpy()
     return _folded_auc(y, score)

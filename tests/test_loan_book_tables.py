@@ -129,10 +129,21 @@ def test_a_semicolon_csv_with_decimal_commas_reads_numbers(tmp_path):
     assert unseen == {}
 
 
-def test_a_semicolon_csv_with_decimal_points_is_left_alone(tmp_path):
+def test_a_semicolon_csv_with_thousands_dots_and_one_with_decimal_points(tmp_path):
     path = tmp_path / "dots.csv"
-    path.write_text("a;b\n1.234;x\n0.5;y\n", encoding="utf-8")
-    assert read_table(path)["a"].tolist() == ["1.234", "0.5"]
+    path.write_text("a;b;rate\n1.234;12.500;0.125\n0.5;150;1.250\n", encoding="utf-8")
+    frame = read_table(path)
+    assert frame["a"].tolist() == ["1.234", "0.5"]  # 0.5 cannot be thousands: points kept
+    assert frame["rate"].tolist() == ["0.125", "1.250"]  # a group never starts with 0
+    assert frame["b"].tolist() == ["12500", "150"]
+    assert frame.attrs["reading"] == {"format": "csv", "delimiter": ";", "numbers_rewritten": ["b"]}
+
+
+def test_a_file_of_another_kind_is_refused(tmp_path):
+    path = tmp_path / "book.json"
+    path.write_text('{"a": 1}', encoding="utf-8")
+    with pytest.raises(TableError, match="CSV UTF-8"):
+        read_table(path)
 
 
 def test_thousands_commas_in_a_comma_csv(tmp_path):
@@ -379,7 +390,8 @@ def test_one_question_mark_keeps_a_column_numeric_and_counts_it_missing():
 def test_german_credit_amount_stays_numeric():
     """~920 distinct integers in 1,000 rows, in no order, not named like an id: an amount."""
     rng = np.random.default_rng(1)
-    amount = np.clip(np.round(rng.lognormal(7.8, 0.75, size=1000) / 2) * 2 + rng.integers(0, 2, 1000), 250, 18424)
+    amount = np.round(rng.lognormal(7.8, 0.75, size=1000) / 2) * 2 + rng.integers(0, 2, 1000)
+    amount = np.clip(amount, 250, 18424)
     frame = pd.DataFrame({"credit.amount": amount.astype(int).astype(str),
                           "duration": rng.integers(4, 72, 1000).astype(str),
                           "class": rng.choice(["good", "bad"], 1000, p=[0.7, 0.3])})
@@ -511,7 +523,7 @@ def test_overrides_win_and_are_marked():
 
 
 def test_an_override_on_a_missing_column_lists_the_columns():
-    with pytest.raises(TableError, match=r"'incme'.*did you mean 'incme' -> 'income'.*columns are: 'loan_id'"):
+    with pytest.raises(TableError, match=r"'incme'.*'incme' -> 'income'.*columns are: 'loan_id'"):
         infer_roles(book(), "default", RoleOverrides(ignore=("incme",)))
 
 
