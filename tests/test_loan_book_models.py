@@ -218,7 +218,7 @@ def test_inner_splits_only_ever_use_the_outer_training_rows(out_of_time):
 
 
 def test_a_test_row_never_influences_the_hyper_parameters_of_its_fold():
-    X, y, _ = book(900, seed=4)
+    X, y, _ = book(600, seed=4)
     splits = random_splits(y, folds=3, repeats=1, seed=0)
     before = select(X, y, None, splits, grids=FAST, n_jobs=1)
     # Turn the outcomes of fold 0's test rows upside down: fold 0 must choose exactly as before
