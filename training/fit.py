@@ -1,5 +1,15 @@
 """Fitting: LightGBM with monotone constraints, then Platt calibration of its margin.
 
+What the booster learns (`target`): by default the worst arrears grade within the label window
+(`arrears_grade`, 0-5, see training.dataset: never late ... 91+ days, the default), as a
+regression; Platt then maps its output to the probability of default. Why: with a few hundred
+defaults the binary label is a thin signal, while how late every borrower was (the monthly days
+past due a lender records anyway, known exactly when the label is) grades the non-defaulters too.
+On the as-deployed backtest this lifted the member model's pooled AUC by about 0.02 to 0.03 (see
+docs/evaluation.md). `target="default"` learns the binary label itself (LightGBM's log-loss); it is
+also what a fit falls back to when no calibrator can be fitted (below), since only a model of the
+label itself has log-odds of its own.
+
 Three uses of the rows are kept apart, all in time order (a bank fits on the past, scores the future):
 - early stopping looks only at the latest slice of the rows the booster is fitted on;
 - the calibrator is fitted on the latest `calibration_months` of the rows when they hold at least
@@ -26,6 +36,7 @@ CALIBRATION_MONTHS = 3  # the latest months calibrate, when they hold enough def
 STOPPING_SHARE = 0.15  # the latest share of the booster's rows drives early stopping
 MIN_STOPPING_DEFAULTS = 5  # ... widened (up to 40% of the rows) until it holds this many defaults
 OOF_FOLDS = 4  # time-ordered folds for out-of-fold calibration
+TARGETS = {"arrears": "arrears_grade", "default": "label"}  # what the booster learns -> its column
 
 
 @dataclass
@@ -55,10 +66,11 @@ class FittedModel:
         return 1 / (1 + np.exp(-self.log_odds(frame)))
 
 
-def lightgbm_params(n_rows: int, features: list[str], seed: int = 7) -> dict:
-    """Conservative defaults for small, noisy credit data; leaves scale with the data size."""
+def lightgbm_params(n_rows: int, features: list[str], seed: int = 7, target: str = "default") -> dict:
+    """Conservative defaults for small, noisy credit data; leaves scale with the data size.
+    `target` "default" learns the label (binary log-loss), "arrears" the arrears grade (squared error)."""
     return {
-        "objective": "binary",
+        "objective": "binary" if target == "default" else "regression",
         "learning_rate": 0.03,
         "num_leaves": 15,
         "max_depth": 5,
@@ -76,8 +88,10 @@ def lightgbm_params(n_rows: int, features: list[str], seed: int = 7) -> dict:
     }
 
 
-def _check_rows(rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    missing = sorted({"label", "as_of", *features} - set(rows.columns))
+def _check_rows(rows: pd.DataFrame, features: list[str], target: str = "default") -> pd.DataFrame:
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {sorted(TARGETS)}, not {target!r}")
+    missing = sorted({"label", "as_of", TARGETS[target], *features} - set(rows.columns))
     if missing:
         raise ValueError(f"the training rows lack the columns {missing}; build them with "
                          "training.dataset.build_training_set.")
@@ -89,7 +103,7 @@ def _check_rows(rows: pd.DataFrame, features: list[str]) -> pd.DataFrame:
 
 
 def _boost(rows: pd.DataFrame, features: list[str], max_rounds: int, seed: int,
-           refit: bool = True) -> tuple[lgb.Booster, dict]:
+           refit: bool = True, target: str = "default") -> tuple[lgb.Booster, dict]:
     """Find the number of rounds by early stopping on the latest slice of `rows`, then refit on all
     of `rows` with that many rounds (the latest months are the most like the next applicant).
     `refit=False` keeps the early-stopped booster (cheaper; for out-of-fold margins)."""
@@ -101,11 +115,12 @@ def _boost(rows: pd.DataFrame, features: list[str], max_rounds: int, seed: int,
     fit_part, stop_part = rows.iloc[:-n_stop], rows.iloc[-n_stop:]
     if fit_part["label"].sum() == 0:  # too small to hold a slice out: all rows, a fixed budget
         fit_part, stop_part = rows, None
-    params = lightgbm_params(len(rows), features, seed)
+    params = lightgbm_params(len(rows), features, seed, target)
+    column = TARGETS[target]
     x = fit_part[features].to_numpy(dtype=float)
-    dfit = lgb.Dataset(x, label=fit_part["label"], feature_name=features, free_raw_data=False)
+    dfit = lgb.Dataset(x, label=fit_part[column], feature_name=features, free_raw_data=False)
     if stop_part is not None:
-        dstop = lgb.Dataset(stop_part[features].to_numpy(dtype=float), label=stop_part["label"],
+        dstop = lgb.Dataset(stop_part[features].to_numpy(dtype=float), label=stop_part[column],
                             reference=dfit)
         probe = lgb.train(params, dfit, num_boost_round=max_rounds, valid_sets=[dstop],
                           valid_names=["stopping"], callbacks=[lgb.early_stopping(50, verbose=False)])
@@ -115,7 +130,7 @@ def _boost(rows: pd.DataFrame, features: list[str], max_rounds: int, seed: int,
             return probe, params
     else:
         rounds = 100
-    dall = lgb.Dataset(rows[features].to_numpy(dtype=float), label=rows["label"],
+    dall = lgb.Dataset(rows[features].to_numpy(dtype=float), label=rows[column],
                        feature_name=features, free_raw_data=False)
     booster = lgb.train(params, dall, num_boost_round=rounds)
     params["num_boost_round"] = rounds
@@ -133,18 +148,18 @@ def _platt(margin: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 
 
 def out_of_fold_margins(rows: pd.DataFrame, features: list[str], folds: int = OOF_FOLDS,
-                        max_rounds: int = 1000, seed: int = 7) -> pd.DataFrame:
+                        max_rounds: int = 1000, seed: int = 7, target: str = "default") -> pd.DataFrame:
     """Time-ordered out-of-fold margins: the rows (sorted by as_of) are cut into folds + 1 blocks;
     block k is scored by a booster fitted on blocks 0..k-1 only. Returns `margin` and `label` of
     blocks 1..folds (a block whose past has no default is skipped)."""
-    rows = _check_rows(rows, features)
+    rows = _check_rows(rows, features, target)
     edges = np.linspace(0, len(rows), folds + 2).astype(int)
     parts = []
     for k in range(1, folds + 1):
         past, block = rows.iloc[:edges[k]], rows.iloc[edges[k]:edges[k + 1]]
         if past["label"].sum() < 2 or block.empty:
             continue
-        booster, params = _boost(past, features, max_rounds, seed, refit=False)
+        booster, params = _boost(past, features, max_rounds, seed, refit=False, target=target)
         parts.append(pd.DataFrame({
             "margin": booster.predict(block[features].to_numpy(dtype=float), raw_score=True,
                                       num_iteration=params["num_boost_round"]),
@@ -154,40 +169,46 @@ def out_of_fold_margins(rows: pd.DataFrame, features: list[str], folds: int = OO
 
 def fit(rows: pd.DataFrame, features: list[str], min_calibration_defaults: int = MIN_CALIBRATION_DEFAULTS,
         calibration_months: int = CALIBRATION_MONTHS, max_rounds: int = 1000,
-        seed: int = 7) -> FittedModel:
-    """Fit LightGBM on `rows` (features, `label`, `as_of`) and Platt-calibrate its margin.
+        seed: int = 7, target: str = "arrears") -> FittedModel:
+    """Fit LightGBM on `rows` (features, `label`, `as_of`, and `arrears_grade` for the default
+    target "arrears") and Platt-calibrate its margin to the probability of default.
 
     The calibrator is fitted on the latest `calibration_months` when they hold at least
     `min_calibration_defaults` defaults, else on time-ordered out-of-fold margins when those do,
-    else not at all (see the module docstring). NotEnoughData below 2 defaults; RuntimeError
-    when the calibration rows reverse the ranking (leakage or drift)."""
+    else not at all (see the module docstring): then the booster learns the label itself, whatever
+    `target` asked, so that its own log-odds are a PD. `params["target"]` records what it learned.
+    NotEnoughData below 2 defaults; RuntimeError when the calibration rows reverse the ranking
+    (leakage or drift)."""
     if min_calibration_defaults < 1:
         raise ValueError(f"min_calibration_defaults must be >= 1, got {min_calibration_defaults}")
-    rows = _check_rows(rows, features)
+    rows = _check_rows(rows, features, target)
     month = rows["as_of"].dt.to_period("M")
     holdout = month >= month.max() - (calibration_months - 1)
     held = rows[holdout]
     if int(held["label"].sum()) >= min_calibration_defaults and held["label"].sum() < len(held):
-        booster, params = _boost(rows[~holdout], features, max_rounds, seed)
+        booster, params = _boost(rows[~holdout], features, max_rounds, seed, target=target)
         margin = booster.predict(held[features].to_numpy(dtype=float), raw_score=True)
         slope, intercept = _platt(margin, held["label"].to_numpy())
         calibration = {"method": "holdout", "rows": len(held), "defaults": int(held["label"].sum()),
                        "reason": f"the latest {calibration_months} months hold enough defaults"}
-        return FittedModel(booster, features, slope, intercept, params, calibration)
+        return FittedModel(booster, features, slope, intercept, {**params, "target": target}, calibration)
 
-    booster, params = _boost(rows, features, max_rounds, seed)
-    oof = (out_of_fold_margins(rows, features, max_rounds=max_rounds, seed=seed)
+    oof = (out_of_fold_margins(rows, features, max_rounds=max_rounds, seed=seed, target=target)
            if int(rows["label"].sum()) >= min_calibration_defaults else None)
     if oof is not None and int(oof["label"].sum()) >= min_calibration_defaults:
+        booster, params = _boost(rows, features, max_rounds, seed, target=target)
         slope, intercept = _platt(oof["margin"].to_numpy(), oof["label"].to_numpy())
         calibration = {"method": "out-of-fold", "rows": len(oof), "defaults": int(oof["label"].sum()),
                        "reason": f"the latest {calibration_months} months hold "
                                  f"{int(held['label'].sum())} defaults (< {min_calibration_defaults})"}
-    else:
-        slope, intercept = 1.0, 0.0
-        seen = 0 if oof is None else int(oof["label"].sum())
-        calibration = {"method": "none", "rows": 0, "defaults": seen,
-                       "reason": f"fewer than {min_calibration_defaults} defaults to calibrate on "
-                                 f"({int(held['label'].sum())} in the latest {calibration_months} "
-                                 f"months, {seen} out of fold): the booster's own log-odds are used"}
-    return FittedModel(booster, features, slope, intercept, params, calibration)
+        return FittedModel(booster, features, slope, intercept, {**params, "target": target}, calibration)
+
+    # Nothing to calibrate on: only a booster of the label itself has log-odds of its own.
+    booster, params = _boost(rows, features, max_rounds, seed, target="default")
+    seen = 0 if oof is None else int(oof["label"].sum())
+    calibration = {"method": "none", "rows": 0, "defaults": seen,
+                   "reason": f"fewer than {min_calibration_defaults} defaults to calibrate on "
+                             f"({int(held['label'].sum())} in the latest {calibration_months} "
+                             f"months, {seen} out of fold): the booster learns the default label "
+                             "and its own log-odds are used"}
+    return FittedModel(booster, features, 1.0, 0.0, {**params, "target": "default"}, calibration)
