@@ -22,7 +22,7 @@ import json
 import pickle
 import tempfile
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -42,6 +42,8 @@ from training import scaling
 
 REGISTERED_PREFIX = "loan-book-"
 TOP_REASONS = 3
+# A contribution worth less than half a point is noise, not a reason a lender can act on.
+MIN_REASON_POINTS = 0.5
 SCORED, REJECTED = "scored", "rejected"
 ARTIFACT_PATH = "model"
 OUTPUT_COLUMNS = ("row", "status", "reason", "pd", "score", "log_odds", "grade", "notes",
@@ -84,45 +86,17 @@ class LoanBookModel:
                              "exact names (leave the cells empty where a value is unknown); the model "
                              f"reads {', '.join(features)}.")
         frame = frame.reset_index(drop=True)
-        n = len(frame)
-        problems = _unreadable_numbers(frame, self.roles.numeric)
+        # prepare reads every cell the way training did; a numeric cell it could not read (and
+        # that was not a missing-value token) rejects its row rather than becoming a silent NaN.
+        X_all, _ = prepare(frame, self.roles)
+        problems = _unreadable_numbers(frame, X_all, self.roles.numeric)
         ok = np.array([not p for p in problems], dtype=bool)
-
-        out = pd.DataFrame({"row": np.arange(1, n + 1)})
-        for column in self.roles.roles:  # the lender's ids travel along, to join the scores back
-            if column.role == "id" and column.column in frame.columns:
-                label = column.column if column.column not in OUTPUT_COLUMNS else f"{column.column} (input)"
-                out[label] = frame[column.column].to_numpy()
-        out["status"] = np.where(ok, SCORED, REJECTED)
-        out["reason"] = ["; ".join(p) for p in problems]
-        for col in ("pd", "score", "log_odds"):
-            out[col] = np.nan
-        out["grade"] = ""
-        for k in range(1, TOP_REASONS + 1):
-            out[f"reason_{k}"] = ""
-            out[f"reason_{k}_vi"] = ""
-            out[f"reason_{k}_en"] = ""
-            out[f"reason_{k}_points"] = np.nan
-        out["notes"] = ""
+        out = _empty_output(frame, self.roles, ok, problems)
         if not ok.any():
             return out
-
-        good = frame.loc[ok].reset_index(drop=True)
-        X, _unseen = prepare(good, self.roles)
-        notes = _unseen_notes(good, X, self.roles.category)
-        # A numeric cell prepare could not read (stricter than our check) would become a silent
-        # NaN: reject the row instead.
-        unread = _unread_after_prepare(good, X, self.roles.numeric)
         where = np.flatnonzero(ok)
-        if any(unread):
-            for i, why in enumerate(unread):
-                if why:
-                    out.at[where[i], "status"] = REJECTED
-                    out.at[where[i], "reason"] = "; ".join(why)
-            keep = np.array([not u for u in unread], dtype=bool)
-            X, notes, where = X.loc[keep].reset_index(drop=True), [nt for nt, k in zip(notes, keep) if k], where[keep]
-            if not len(X):
-                return out
+        X = X_all.loc[ok].reset_index(drop=True)
+        notes = np.array(_unseen_notes(frame, X_all, self.roles.category), dtype=object)[ok]
 
         contributions = self.candidate.contributions(X)
         log_odds = np.asarray(self.candidate.log_odds(X), dtype=float)
@@ -169,34 +143,36 @@ def _is_empty(values: pd.Series) -> np.ndarray:
     return (values.isna() | (values.astype(str).str.strip() == "")).to_numpy(dtype=bool)
 
 
-def _unreadable_numbers(frame: pd.DataFrame, numeric: list[str]) -> list[list[str]]:
-    """Per row, the numeric cells that are neither a number nor a missing token (why it is rejected)."""
-    problems: list[list[str]] = [[] for _ in range(len(frame))]
-    for column in numeric:
-        values = frame[column]
-        if pd.api.types.is_numeric_dtype(values):  # Parquet: already numbers (or booleans)
-            parsed = values.astype(float)
-            missing = values.isna().to_numpy()
-        else:
-            missing = _is_missing(values)
-            text = values.astype(object).where(~missing, None).map(lambda v: v if v is None else str(v).strip())
-            parsed = pd.to_numeric(text, errors="coerce")
-        bad = ~missing & ~np.isfinite(parsed.to_numpy(dtype=float))
-        for i in np.flatnonzero(bad):
-            problems[i].append(f"«{column}» is {values.iat[i]!r}, not a number: write the number "
-                               "(or leave the cell empty if it is unknown)")
-    return problems
-
-
-def _unread_after_prepare(raw: pd.DataFrame, X: pd.DataFrame, numeric: list[str]) -> list[list[str]]:
-    """Per row, numeric cells that were not missing yet came out of prepare as NaN."""
+def _unreadable_numbers(raw: pd.DataFrame, X: pd.DataFrame, numeric: list[str]) -> list[list[str]]:
+    """Per row, why it cannot be scored: numeric cells that are not missing-value tokens yet were
+    not read as a finite number."""
     problems: list[list[str]] = [[] for _ in range(len(raw))]
     for column in numeric:
-        lost = ~_is_missing(raw[column]) & X[column].isna().to_numpy()
-        for i in np.flatnonzero(lost):
-            problems[i].append(f"«{column}» is {raw[column].iat[i]!r}, which could not be read as a "
-                               "number: write the number (or leave the cell empty if it is unknown)")
+        unread = ~_is_missing(raw[column]) & ~np.isfinite(X[column].to_numpy(dtype=float))
+        for i in np.flatnonzero(unread):
+            problems[i].append(f"«{column}» is {raw[column].iat[i]!r}, not a number: write the "
+                               "number (or leave the cell empty if it is unknown)")
     return problems
+
+
+def _empty_output(frame: pd.DataFrame, roles: TableRoles, ok: np.ndarray,
+                  problems: list[list[str]]) -> pd.DataFrame:
+    """The output frame before scoring: row numbers, ids, status and rejections; scores empty."""
+    out = pd.DataFrame({"row": np.arange(1, len(frame) + 1)})
+    for column in roles.roles:  # the lender's ids travel along, to join the scores back
+        if column.role == "id" and column.column in frame.columns:
+            label = column.column if column.column not in OUTPUT_COLUMNS else f"{column.column} (input)"
+            out[label] = frame[column.column].to_numpy()
+    out["status"] = np.where(ok, SCORED, REJECTED)
+    out["reason"] = ["; ".join(p) for p in problems]
+    for column in ("pd", "score", "log_odds"):
+        out[column] = np.nan
+    out["grade"] = ""
+    for k in range(1, TOP_REASONS + 1):
+        out[f"reason_{k}"] = out[f"reason_{k}_vi"] = out[f"reason_{k}_en"] = ""
+        out[f"reason_{k}_points"] = np.nan
+    out["notes"] = ""
+    return out
 
 
 def _unseen_notes(raw: pd.DataFrame, X: pd.DataFrame, categories: list[str]) -> list[str]:
@@ -212,8 +188,8 @@ def _unseen_notes(raw: pd.DataFrame, X: pd.DataFrame, categories: list[str]) -> 
 
 def _top_reasons(contributions: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each rank 1..TOP_REASONS, (code, contribution) per row: the feature raising the row's
-    risk most at that rank, or ("", NaN) when fewer features raise it at all (a reason is only
-    given for a positive contribution)."""
+    risk most at that rank, or ("", NaN) when fewer features raise it by MIN_REASON_POINTS or
+    more (a reason is only given for a contribution that costs points)."""
     values = contributions.to_numpy(dtype=float)
     names = np.array(contributions.columns, dtype=object)
     order = np.argsort(-values, axis=1, kind="stable")
@@ -224,7 +200,7 @@ def _top_reasons(contributions: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarr
             ranks.append((np.full(len(values), "", dtype=object), np.full(len(values), np.nan)))
             continue
         value = values[rows, order[:, k]]
-        positive = value > 0
+        positive = value * scaling.FACTOR >= MIN_REASON_POINTS
         ranks.append((np.where(positive, names[order[:, k]], ""), np.where(positive, value, np.nan)))
     return ranks
 
@@ -240,7 +216,7 @@ class LoanBookPyfunc(mlflow.pyfunc.PythonModel):
         with open(context.artifacts["model"], "rb") as fh:
             self.model: LoanBookModel = pickle.load(fh)
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """LoanBookModel.score of the raw table `model_input` (a DataFrame)."""
         return self.model.score(model_input)
 
@@ -257,8 +233,7 @@ def _requirements() -> list[str]:
 
 
 def _jsonable(value):
-    if is_dataclass(value):
-        value = asdict(value)
+    """`value` made JSON-safe: numpy scalars as numbers, anything else unknown as its text."""
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
@@ -287,7 +262,7 @@ def register(model: LoanBookModel, tracking_uri: str, run_id: str, card: Path | 
                                       encoding="utf-8")
         artifacts["meta"].write_text(json.dumps(_jsonable({
             "name": model.name, "registered_name": registered_name(model.name),
-            "label": model.coding, "default_rate": model.coding.default_rate,
+            "label": model.coding.to_dict(), "default_rate": model.coding.default_rate,
             "features": model.roles.features, "reasons": model.reasons.to_dict(),
             "selection": model.selection_summary,
             "scaling": {"base_score": scaling.BASE_SCORE, "base_odds": scaling.BASE_ODDS,

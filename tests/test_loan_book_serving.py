@@ -6,6 +6,8 @@ coding, candidates and nested selection, and a real MLflow SQLite store in a tem
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,10 +18,11 @@ from loan_book import candidates
 from loan_book.card import build_card
 from loan_book.errors import TableError
 from loan_book.labels import encode_label
-from loan_book.model import LoanBookModel, ModelNotFound, feature_importance, load, register
+from loan_book.model import (MIN_REASON_POINTS, LoanBookModel, ModelNotFound, feature_importance,
+                             load, register)
 from loan_book.reading import read_table
 from loan_book.reasons import ReasonTexts
-from loan_book.roles import dates_of, infer_roles, prepare
+from loan_book.roles import TableRoles, dates_of, infer_roles, prepare
 from loan_book.scoring import score_file
 from loan_book.selection import select
 from loan_book.validation import random_splits
@@ -100,13 +103,20 @@ def test_registered_model_scores_a_new_file_with_reasons_that_add_up(served, tmp
                                scaling.score_from_log_odds(log_odds), atol=0.051)
     features = contributions.drop(columns="base")
     for i, row in scores.iterrows():
-        raising = features.iloc[i][features.iloc[i] > 0].sort_values(ascending=False, kind="stable")
+        costs = features.iloc[i] * scaling.FACTOR  # points each feature takes off the score
+        raising = costs[costs >= MIN_REASON_POINTS].sort_values(ascending=False, kind="stable")
         expected = list(raising.index[:3]) + [""] * (3 - min(3, len(raising)))
         assert [row["reason_1"], row["reason_2"], row["reason_3"]] == expected
         for k, code in enumerate(expected, start=1):
             vi, en = (f"«{code}» làm tăng rủi ro", f"'{code}' raises the risk") if code else ("", "")
             assert (row[f"reason_{k}_vi"], row[f"reason_{k}_en"]) == (vi, en)
+            if code:  # the points a reason costs are its contribution on the score scale
+                assert float(row[f"reason_{k}_points"]) == pytest.approx(-costs[code], abs=0.051)
     assert (scores["reason_1"] != "").sum() > 0
+
+    import mlflow  # the same through MLflow's own pyfunc interface, as any MLflow server would
+    served_by_mlflow = mlflow.pyfunc.load_model(f"models:/loan-book-{NAME}/{report.version}")
+    pd.testing.assert_frame_equal(served_by_mlflow.predict(raw), model.score(raw))
 
 
 def test_latest_version_is_loaded_unless_one_is_named(served):
@@ -121,6 +131,27 @@ def test_latest_version_is_loaded_unless_one_is_named(served):
         load(NAME, served["uri"], version="99")
     with pytest.raises(ModelNotFound, match=NAME):  # the error lists the models there are
         load("no-such-book", served["uri"])
+
+
+def test_registered_model_carries_its_roles_card_and_explanation(served, tmp_path):
+    import json
+
+    import mlflow
+
+    mlflow.set_tracking_uri(served["uri"])
+    local = Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/loan-book-{NAME}/{served['version']}", dst_path=str(tmp_path)))
+    files = {p.name: p for p in local.rglob("*") if p.is_file()}
+    roles = TableRoles.from_dict(json.loads(files["roles.json"].read_text(encoding="utf-8")))
+    assert roles.features == served["roles"].features == ["tuổi", "thu_nhap", "nghề"]
+    assert files["model_card.html"].read_text(encoding="utf-8") == served["card"].read_text(encoding="utf-8")
+    explanation = pd.read_csv(files["explanation.csv"])
+    meta = json.loads(files["model.json"].read_text(encoding="utf-8"))
+    assert meta["label"]["bad"] == "1" and meta["registered_name"] == f"loan-book-{NAME}"
+    if hasattr(served["model"].candidate, "points_table"):
+        assert {"feature", "bin", "points"} <= set(explanation.columns)
+    else:
+        assert sorted(explanation["feature"]) == sorted(roles.features)
 
 
 def test_lender_reasons_file_overrides_the_derived_texts(served, tmp_path):
