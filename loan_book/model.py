@@ -10,6 +10,9 @@ candidate refitted on every row, and the reason texts. `score` takes a raw table
 A row is rejected, not dropped, when one of its numeric cells is neither a number nor a
 missing-value token; a category level never seen in training is scored as missing and said so in
 `notes`; a feature column absent from the file stops the whole file (TableError naming it).
+The reasons are the features whose contributions raise the row's log-odds most, each worth at
+least MIN_REASON_POINTS score points (`_points` is what it costs on the score scale); `row` counts
+the file's data rows from 1, and the table's id columns are copied through to join the scores back.
 
 Registered as an MLflow pyfunc under `loan-book-<name>`: the LoanBookModel pickled as an artifact,
 with roles.json, model.json (label, reasons, selection), the points table or the features' mean
@@ -57,7 +60,7 @@ def registered_name(name: str) -> str:
 
 
 class ModelNotFound(TableError):
-    """No registered loan-book model (or no such version) by that name; the message lists what exists."""
+    """No registered loan-book model (or version) by that name; the message lists what exists."""
 
 
 @dataclass

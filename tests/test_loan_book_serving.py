@@ -6,14 +6,16 @@ coding, candidates and nested selection, and a real MLflow SQLite store in a tem
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.model_card import format_estimate
 from evaluation.metrics import Estimate
+from evaluation.model_card import format_estimate
 from loan_book import candidates
 from loan_book.card import build_card
 from loan_book.errors import TableError
@@ -72,8 +74,6 @@ def served(tmp_path_factory):
                           importance=feature_importance(candidate, X))
     card = build_card(model, selection, coding, roles, home / "card" / "model_card.html")
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    import mlflow
-
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.create_experiment("loan-book-test", artifact_location=(home / "art").as_uri())
     with mlflow.start_run(experiment_id=experiment) as run:
@@ -114,14 +114,12 @@ def test_registered_model_scores_a_new_file_with_reasons_that_add_up(served, tmp
                 assert float(row[f"reason_{k}_points"]) == pytest.approx(-costs[code], abs=0.051)
     assert (scores["reason_1"] != "").sum() > 0
 
-    import mlflow  # the same through MLflow's own pyfunc interface, as any MLflow server would
+    # the same through MLflow's own pyfunc interface, as any MLflow server would serve it
     served_by_mlflow = mlflow.pyfunc.load_model(f"models:/loan-book-{NAME}/{report.version}")
     pd.testing.assert_frame_equal(served_by_mlflow.predict(raw), model.score(raw))
 
 
 def test_latest_version_is_loaded_unless_one_is_named(served):
-    import mlflow
-
     with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("loan-book-test").experiment_id) as run:
         newer = register(served["model"], served["uri"], run.info.run_id)
     assert int(newer) == int(served["version"]) + 1
@@ -134,10 +132,6 @@ def test_latest_version_is_loaded_unless_one_is_named(served):
 
 
 def test_registered_model_carries_its_roles_card_and_explanation(served, tmp_path):
-    import json
-
-    import mlflow
-
     mlflow.set_tracking_uri(served["uri"])
     local = Path(mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/loan-book-{NAME}/{served['version']}", dst_path=str(tmp_path)))
