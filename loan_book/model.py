@@ -48,6 +48,9 @@ TOP_REASONS = 3
 # A contribution worth less than half a point is noise, not a reason a lender can act on.
 MIN_REASON_POINTS = 0.5
 SCORED, REJECTED = "scored", "rejected"
+UNSEEN = "was never seen in training: scored as missing"
+NO_REASON = (f"no reason given: nothing in this loan raises its risk above the book's average "
+             f"borrower by {MIN_REASON_POINTS} points or more")
 ARTIFACT_PATH = "model"
 OUTPUT_COLUMNS = ("row", "status", "reason", "pd", "score", "log_odds", "grade", "notes",
                   *(f"reason_{k}{s}" for k in range(1, TOP_REASONS + 1)
@@ -108,7 +111,6 @@ class LoanBookModel:
         out.loc[where, "pd"] = pd_values
         out.loc[where, "score"] = np.round(scaling.score_from_log_odds(log_odds), 1)
         out.loc[where, "grade"] = scaling.grade_from_pd(pd_values)
-        out.loc[where, "notes"] = notes
         features_only = contributions[[c for c in contributions.columns if c != "base"]]
         vi = {c: self.reasons.vi(c) for c in features_only.columns}
         en = {c: self.reasons.en(c) for c in features_only.columns}
@@ -118,6 +120,9 @@ class LoanBookModel:
             out.loc[where, f"reason_{k}_vi"] = [vi[c] for c in codes]
             out.loc[where, f"reason_{k}_en"] = [en[c] for c in codes]
             out.loc[where, f"reason_{k}_points"] = np.round(scaling.points_from_log_odds(values), 1)
+            if k == 1:  # an empty reason column says why, so it is never mistaken for a gap
+                notes = [_join(note, NO_REASON if code == "" else "") for note, code in zip(notes, codes)]
+        out.loc[where, "notes"] = notes
         return out
 
     def explain(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -184,9 +189,12 @@ def _unseen_notes(raw: pd.DataFrame, X: pd.DataFrame, categories: list[str]) -> 
     for column in categories:
         unseen = ~_is_empty(raw[column]) & X[column].isna().to_numpy()
         for i in np.flatnonzero(unseen):
-            notes[i].append(f"«{column}» = {str(raw[column].iat[i])!r} was never seen in training: "
-                            "scored as missing")
+            notes[i].append(f"«{column}» = {str(raw[column].iat[i])!r} {UNSEEN}")
     return ["; ".join(n) for n in notes]
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def _top_reasons(contributions: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:

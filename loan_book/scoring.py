@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loan_book.errors import TableError
-from loan_book.model import REJECTED, SCORED, load, registered_name
+from loan_book.model import REJECTED, SCORED, UNSEEN, load, registered_name
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -65,5 +65,5 @@ def score_file(name: str, input: Path, output: Path, tracking_uri: str,
         model=registered_name(name), version=str(model.version), rows=len(scored),
         scored=int((scored["status"] == SCORED).sum()), rejected=len(rejected),
         seconds=time.perf_counter() - started, output=output,
-        unseen_rows=int((scored["notes"] != "").sum()),
+        unseen_rows=int(scored["notes"].str.contains(UNSEEN, regex=False).sum()),
         reasons_rejected={str(k): int(v) for k, v in rejected["reason"].value_counts().items()})

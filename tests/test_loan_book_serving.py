@@ -113,6 +113,9 @@ def test_registered_model_scores_a_new_file_with_reasons_that_add_up(served, tmp
             if code:  # the points a reason costs are its contribution on the score scale
                 assert float(row[f"reason_{k}_points"]) == pytest.approx(-costs[code], abs=0.051)
     assert (scores["reason_1"] != "").sum() > 0
+    quiet = scores["reason_1"] == ""  # a row without a reason says why
+    assert scores.loc[quiet, "notes"].str.contains("average borrower").all()
+    assert not scores.loc[~quiet, "notes"].str.contains("average borrower").any()
 
     # the same through MLflow's own pyfunc interface, as any MLflow server would serve it
     served_by_mlflow = mlflow.pyfunc.load_model(f"models:/loan-book-{NAME}/{report.version}")
@@ -191,13 +194,16 @@ def test_unreadable_number_rejects_its_row_and_the_others_score(served, tmp_path
     assert scores.loc[scores["status"] == "scored", "pd"].between(0, 1).all()
 
 
-def test_unseen_category_level_is_scored_and_reported(served):
+def test_unseen_category_level_is_scored_and_reported(served, tmp_path):
     new = read_table(served["new"])
     new.loc[0, "nghề"] = "giáo viên"
+    new.to_csv(tmp_path / "new_trade.csv", index=False)
+    report = score_file(NAME, tmp_path / "new_trade.csv", tmp_path / "out.csv", served["uri"])
+    assert (report.scored, report.unseen_rows) == (40, 1)
     scored = served["model"].score(new)
     assert scored.loc[0, "status"] == "scored"
     assert "nghề" in scored.loc[0, "notes"] and "giáo viên" in scored.loc[0, "notes"]
-    assert (scored.loc[1:, "notes"] == "").all()
+    assert not scored.loc[1:, "notes"].str.contains("giáo viên|never seen").any()
 
 
 def test_missing_column_is_refused_naming_it(served, tmp_path):
