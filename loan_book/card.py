@@ -29,7 +29,6 @@ from evaluation.model_card import _CSS, _png, _table, format_estimate  # noqa: E
 from training import plots, scaling  # noqa: E402
 
 BASELINE = "logistic"
-NESTED = "nested"
 CANDIDATE_LABELS = {
     "gbm": "calibrated gradient boosting (LightGBM)",
     "scorecard": "WoE scorecard (optbinning + logistic regression)",
