@@ -138,16 +138,46 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
                                             help="member and/or cooperative"),
           table: Optional[Path] = typer.Option(None, help="A lender's own labelled loan book "
                                                "(CSV or Parquet): cross-validate on it instead"),
-          target: Optional[str] = typer.Option(None, help="With --table: the 0/1 default column"),
+          target: Optional[str] = typer.Option(None, help="With --table: the outcome column"),
+          bad_value: Optional[str] = typer.Option(None, "--bad-value", help="With --table: the target "
+                                                  "value that means default (e.g. 2, Y, bad)"),
+          id_columns: list[str] = typer.Option([], "--id", help="With --table: an id column (never a feature)"),
+          date_column: Optional[str] = typer.Option(None, "--date", help="With --table: the loan's date "
+                                                    "(orders the validation; never a feature)"),
+          category_columns: list[str] = typer.Option([], "--category", help="With --table: read as a category"),
+          numeric_columns: list[str] = typer.Option([], "--numeric", help="With --table: read as a number"),
+          ignore_columns: list[str] = typer.Option([], "--ignore", help="With --table: leave this column out"),
+          roles_file: Optional[Path] = typer.Option(None, "--roles", help="With --table: a CSV "
+                                                    "(column,role) or JSON file of column roles"),
+          allow_leak: list[str] = typer.Option([], "--allow-leak", help="With --table: keep a column that "
+                                               "separates the classes almost perfectly"),
+          cv: str = typer.Option("auto", help="With --table: auto (out of time when there is a date), "
+                                 "time or random"),
+          label_months: int = typer.Option(12, min=1, help="With --table: the outcome window in months "
+                                           "(the gap between training and test)"),
+          folds: Optional[int] = typer.Option(None, min=2, help="With --table: outer folds (default 4 "
+                                              "out of time, 5 random)"),
+          name: Optional[str] = typer.Option(None, help="With --table: the model's name (default: the "
+                                             "file's name); registered as loan-book-NAME"),
+          reasons: Optional[Path] = typer.Option(None, help="With --table: your reason texts, a CSV "
+                                                 "column,text_vi,text_en"),
           max_feature_psi: float = GATE_OPTIONS["max_feature_psi"],
           max_ece: float = GATE_OPTIONS["max_ece"],
           max_calibration_in_the_large: float = GATE_OPTIONS["max_calibration_in_the_large"],
           max_approval_rate_gap: float = GATE_OPTIONS["max_approval_rate_gap"]) -> None:
     """Train, calibrate, log to MLflow, register; the promotion gates decide who is champion.
 
-    With --table FILE --target COLUMN: train and cross-validate on a lender's own table."""
+    With --table FILE --target COLUMN: a lender's own loan book. Every column's role is shown
+    first; the model is chosen by nested cross-validation (out of time when the table has a date),
+    refitted on every row and registered as loan-book-NAME for `coopscore score --model NAME`."""
     if table is not None or target is not None:
-        _train_own_table(table, target)
+        from loan_book.roles import RoleOverrides
+
+        overrides = RoleOverrides(id=tuple(id_columns), date=(date_column,) if date_column else (),
+                                  category=tuple(category_columns), numeric=tuple(numeric_columns),
+                                  ignore=tuple(ignore_columns), allow_leak=tuple(allow_leak))
+        _train_loan_book(table, target, bad_value, overrides, roles_file, cv, label_months, folds, name,
+                         reasons)
         return
     from governance.promotion import Gates
 
@@ -198,24 +228,75 @@ def _print_refusal(decision) -> None:
                   f"--version {decision.version} --override \"why\"`.")
 
 
-def _train_own_table(table: Optional[Path], target: Optional[str]) -> None:
-    from training.own_table import TableError, train_own_table
+def _train_loan_book(table: Optional[Path], target: Optional[str], bad_value: Optional[str], overrides,
+                     roles_file: Optional[Path], cv: str, label_months: int, folds: Optional[int],
+                     name: Optional[str], reasons: Optional[Path]) -> None:
+    from loan_book.errors import TableError
+    from loan_book.roles import RoleOverrides
+    from loan_book.train import train_loan_book
 
     if table is None or target is None:
-        fail("--table and --target go together: the file and the name of its 0/1 default column.")
+        fail("--table and --target go together: the file and the name of its outcome column.")
     paths = get_paths()
     paths.mlflow.mkdir(parents=True, exist_ok=True)
+
+    def show_roles(coding, roles) -> None:
+        out = Table("column", "role", "reason", "read as missing", title=f"{table.name}: column roles "
+                    "(override with --id/--date/--category/--numeric/--ignore or --roles FILE)")
+        for row in roles.table().itertuples(index=False):
+            out.add_row(str(row.column), row.role, row.reason, f"{row.missing:,}" if row.missing else "")
+        console.print(out)
+        console.print(f"Outcome: {coding.how}; {coding.defaults:,} defaults in {coding.rows:,} rows "
+                      f"(default rate [bold]{coding.default_rate:.1%}[/]). If that looks the wrong way "
+                      "round, name the default value with --bad-value.")
+        for warning in roles.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+
     try:
-        with console.status(f"cross-validating LightGBM on {table}"):
-            result = train_own_table(table, target, paths.tracking_uri)
+        if roles_file is not None:
+            from_file = RoleOverrides.from_file(roles_file)
+            overrides = RoleOverrides(**{k: tuple(getattr(from_file, k)) + tuple(getattr(overrides, k))
+                                         for k in ("id", "date", "category", "numeric", "ignore", "allow_leak")})
+        with console.status("training") as status:
+            result = train_loan_book(table, target, paths.tracking_uri, bad_value=bad_value,
+                                     overrides=overrides, cv=cv, label_months=label_months,
+                                     folds=folds, name=name,
+                                     reasons_file=reasons, progress=lambda m: status.update(m),
+                                     on_roles=show_roles)
     except TableError as exc:
         fail(str(exc))
-    out = Table("metric", "mean over folds", title=f"{table.name}: {result.rows:,} rows, "
-                f"{result.folds} folds (stratified, repeated)")
-    for name, value in result.metrics.items():
-        out.add_row(name, f"{value:.4f}")
+    sel = result.selection
+    out = Table("candidate", "AUC", "95% interval", "", title=f"{sel.validation}; hyper-parameters "
+                "chosen inside each fold (nested)")
+    for cand, r in sel.candidates.items():
+        out.add_row(cand, f"{r.auc:.3f}", f"[{r.auc_low:.3f}, {r.auc_high:.3f}]",
+                    "chosen" if cand == sel.chosen else ("baseline" if cand == "logistic" else ""))
     console.print(out)
-    console.print(f"MLflow run {result.run_id} in {paths.tracking_uri} ({result.seconds:.1f} s)")
+    for leak in result.allowed_leaks:
+        console.print(f"[yellow]warning:[/] {leak} is kept although it separates the classes almost "
+                      "perfectly (--allow-leak)")
+    console.print(f"Registered [bold]{result.registered_name}[/] version {result.version} "
+                  f"(MLflow run {result.run_id}, {result.seconds:.0f} s). Model card: {result.card}")
+    console.print(f"Score a new file: coopscore score --model {result.name} --input FILE --output FILE")
+
+
+def _score_loan_book(name: str, version: Optional[str], input: Path, output: Path,
+                     for_lender: Optional[str]) -> None:
+    from loan_book.errors import TableError
+    from loan_book.scoring import score_file
+    from loan_book.train import model_name
+
+    if for_lender is not None:
+        fail("--for-lender is for the platform's members; a loan-book model scores the lender's own "
+             "file, which never leaves the lender: drop --for-lender.")
+    paths = get_paths()
+    try:
+        with console.status(f"scoring {input.name} with loan-book-{model_name(input, name)}"):
+            report = score_file(model_name(input, name), input, output, paths.tracking_uri, version)
+    except TableError as exc:
+        fail(str(exc))
+    console.print(f"{report.rows:,} rows: {report.scored:,} scored, {report.rejected:,} rejected "
+                  f"(each with its reason) -> {output} ({report.seconds:.1f} s)")
 
 
 @app.command()
@@ -226,12 +307,21 @@ def score(input: Path = typer.Option(..., "--input", help="Applications: CSV or 
           chunk_rows: int = typer.Option(200_000, min=1, help="Rows scored at a time"),
           for_lender: Optional[str] = typer.Option(None, "--for-lender", help="The lender the output "
                                                    "goes to: each row needs the subject's consent for it "
-                                                   "and is audited, as through the API")) -> None:
+                                                   "and is audited, as through the API"),
+          model: Optional[str] = typer.Option(None, "--model", help="A lender's own loan-book model "
+                                              "(coopscore train --table): score a file of its loans"),
+          version: Optional[str] = typer.Option(None, help="With --model: the version (default latest)")) -> None:
     """Score a file of applications offline with the champion models: PD, score, grade, top reasons.
 
     Every input row gets one output row (scored, insufficient_history, or rejected with the reason).
     Without --for-lender it is the platform's own run (ranking, monitoring) and nothing leaves the
-    platform; with it, each row goes through the same consent check and audit log as the API."""
+    platform; with it, each row goes through the same consent check and audit log as the API.
+
+    With --model NAME: the lender's own model scores the lender's own file (its columns as in
+    training); every row is scored or rejected with the reason."""
+    if model is not None:
+        _score_loan_book(model, version, input, output, for_lender)
+        return
     import getpass
 
     from serving.batch import ForLender, score_file

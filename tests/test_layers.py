@@ -24,6 +24,7 @@ LAYERS = {
     "training": 3,
     "evaluation": 4,
     "governance": 5,
+    "loan_book": 5,  # a lender's own loan book: uses training and evaluation, scored by the CLI
     "records": 6,  # the service's own records: parties and keys, consents, the audit log, sessions
     "scoring": 7,
     "ranking": 8,
