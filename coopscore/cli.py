@@ -43,6 +43,34 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(records_app, name="records")
 
 
+def _version_callback(value: bool) -> None:
+    """`coopscore --version`: the package's version and the model versions the service would serve."""
+    if not value:
+        return
+    from importlib.metadata import version
+
+    console.print(f"coopscore {version('coopscore')}")
+    paths = get_paths()
+    if get_settings().tracking_uri is None and not (paths.mlflow / "mlflow.db").exists():
+        console.print(f"models: none yet (no MLflow store at {paths.mlflow}; run `make demo` or "
+                      "`coopscore train`)")
+        raise typer.Exit()
+    from training import registry
+
+    registry.use_store(paths)
+    for subject in ("member", "cooperative"):
+        champion = registry.champion_version(subject)
+        console.print(f"{registry.model_name(subject)}: " + (
+            f"version {champion.version} (champion)" if champion is not None else "no champion yet"))
+    raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="Print the coopscore version and the serving models' versions")) -> None:
+    """coopscore: credit scores for Viet Nam's e-cooperatives."""
+
+
 def fail(message: str) -> None:
     """Errors read like advice, not stack traces."""
     console.print(f"[bold red]error:[/] {message}")

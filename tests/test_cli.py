@@ -158,3 +158,18 @@ def test_rank_members_with_a_trend(demo_home):
     members = pd.read_parquet(demo_home / "features" / "snapshot.parquet")
     assert len(latest) == (members.entity_type == "member").sum()
     assert set(latest.status) <= {"ranked", "not_enough_data"}
+
+
+def test_version_names_the_package_and_the_serving_models(demo_home):
+    from importlib.metadata import version
+
+    from training import registry
+    from settings import Paths
+
+    done = run_cli(demo_home, "--version")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"coopscore {version('coopscore')}" in done.stdout
+    registry.use_store(Paths(demo_home))
+    for subject in ("member", "cooperative"):
+        champion = registry.champion_version(subject)
+        assert f"{registry.model_name(subject)}: version {champion.version} (champion)" in done.stdout
