@@ -6,7 +6,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install demo test serve mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking fuzz clean
+.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking fuzz clean
 
 install: .venv/.installed  ## the environment alone, from uv.lock
 
@@ -23,6 +23,9 @@ test: install  ## the whole test suite
 
 serve: install
 	.venv/bin/coopscore serve
+
+bento: install  ## build the Bento (code, locked deps, champion versions as labels) and print its tag
+	.venv/bin/coopscore bento
 
 mlflow-ui: install  ## the MLflow UI over var/mlflow on :5000
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/var/mlflow/mlflow.db --port 5000

@@ -468,6 +468,18 @@ def serve(port: int = typer.Option(3000, help="HTTP port"),
 
 
 @app.command()
+def bento() -> None:
+    """Build the Bento (code, locked dependencies, the champion versions as labels); print its tag."""
+    from serving.bento_build import BentoBuildError, build
+
+    try:
+        tag = build(get_paths())
+    except BentoBuildError as exc:
+        fail(str(exc))
+    typer.echo(tag)
+
+
+@app.command()
 def demo(members: int = typer.Option(20_000, help="Members in the demo data set"),
          cooperatives: int = typer.Option(
              1_000, help="Cooperatives in the demo data set: enough loan outcomes for a cooperative model"),
