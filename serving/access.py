@@ -12,6 +12,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from scoring.errors import ApiError
+from serving import metrics
 from serving.rate_limit import RateLimiter
 from records import AuthError, Principal, Records
 
@@ -47,6 +48,7 @@ async def authenticate(request: Request,
 def rate_limit(request: Request, principal: Principal, cost: int = 1) -> None:
     wait = _limiter(request).take(principal.bank_id, cost)
     if wait > 0:
+        metrics.rate_limited(metrics.route_template(request.scope) or metrics.UNMATCHED)
         retry = "a smaller batch" if math.isinf(wait) else f"in {math.ceil(wait)} s"
         raise ApiError(429, "rate_limited", f"bank {principal.bank_id} sent more requests than its "
                        f"limit allows; try again {retry}.",

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from records import AuditEntry, Records
+from serving import metrics
 
 WAIT_SECONDS = 10.0  # a request waits at most this long for its commit, then answers 503
 
@@ -42,6 +44,7 @@ class AuditWriter:
         pending = _Pending(entries)
         self._queue.put(pending)
         if not pending.done.wait(WAIT_SECONDS):
+            metrics.audit_failed("timeout")
             raise TimeoutError(f"the audit log did not commit within {WAIT_SECONDS:.0f} s")
         if pending.error is not None:
             raise pending.error
@@ -59,6 +62,7 @@ class AuditWriter:
         try:
             await asyncio.wait_for(committed, WAIT_SECONDS)
         except asyncio.TimeoutError:
+            metrics.audit_failed("timeout")
             raise TimeoutError(f"the audit log did not commit within {WAIT_SECONDS:.0f} s") from None
 
     def _run(self) -> None:
@@ -69,9 +73,12 @@ class AuditWriter:
                     group.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            started = time.perf_counter()
             try:
                 self._records.append_audit([e for p in group for e in p.entries])
+                metrics.audit_written(time.perf_counter() - started)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+                metrics.audit_failed("commit")
                 for p in group:
                     p.error = exc
             for p in group:

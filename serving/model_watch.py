@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from serving import metrics
 from settings import get_settings
 
 log = logging.getLogger("coopscore.model_watch")
@@ -55,6 +56,7 @@ class ChampionWatcher:
                 wanted = self._champion(subject)
             except Exception as exc:  # registry unreachable: keep serving, say so
                 self.status.failed[subject] = f"registry not reachable: {exc}"
+                metrics.reload_failed(subject, "registry")
                 log.warning("could not ask the registry for the %s champion: %s", subject, exc)
                 continue
             current = self._current(subject)
@@ -68,11 +70,13 @@ class ChampionWatcher:
                 self._load_and_swap(subject, wanted)
             except Exception as exc:
                 self.status.failed[subject] = f"version {wanted}: {exc}"
+                metrics.reload_failed(subject, "load")
                 log.error("champion %s version %s could not be loaded (%s); version %s keeps serving",
                           subject, wanted, exc, current)
                 continue
             self.status.failed.pop(subject, None)
             self.status.loaded[subject] = wanted
+            metrics.model_serving(subject, wanted, replaced=current)
             log.info("now serving %s champion version %s (was %s)", subject, wanted, current)
         self.status.checked_at = time.time()
 

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         "the service's worker processes (one per core; the rate limit is split between them)"))
     access_log: bool = Field(False, description=(
         "1 turns BentoML's per-request access log on (off: the audit log records every decision)"))
+    json_logs: bool = Field(False, description=(
+        "1 writes the service's log as one JSON line per event (time, level, logger, event, request_id, "
+        "and for each /v1 request its endpoint template, status, outcome and duration_ms), without "
+        "personal data"))
     tracing: bool = Field(False, description=(
         "1 keeps BentoML's OpenTelemetry span per request, for a deployment that exports traces"))
     rate_limit: Annotated[RateLimit, NoDecode] = Field(RateLimit(rate=300, burst=1200), description=(
