@@ -20,7 +20,7 @@ def run_cli(home: Path, *args: str, timeout: int = 300) -> subprocess.CompletedP
 @pytest.fixture(scope="module")
 def demo_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("demo-home")
-    done = run_cli(home, "demo", "--no-serve")  # the demo's own size: its models pass the gates
+    done = run_cli(home, "demo", "--no-serve", timeout=900)  # the demo's own size: its models pass the gates
     assert done.returncode == 0, done.stdout + done.stderr
     (home / "demo.out").write_text(done.stdout)
     return home
