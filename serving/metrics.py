@@ -89,10 +89,16 @@ def _m() -> _Metrics:
 
 
 # -- recording: one call each, in memory -----------------------------------------------------------
+_answer_series: dict[tuple[str, str], tuple] = {}  # (endpoint, outcome) -> its two series: a closed set
+
+
 def answered(endpoint: str, outcome: str, seconds: float) -> None:
-    m = _m()
-    m.answers.labels(endpoint, outcome).inc()
-    m.latency.labels(endpoint).observe(seconds)
+    series = _answer_series.get((endpoint, outcome))
+    if series is None:  # .labels() takes a lock and a lookup: done once per pair, not per request
+        m = _m()
+        series = _answer_series[endpoint, outcome] = (m.answers.labels(endpoint, outcome), m.latency.labels(endpoint))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def batch_items(outcomes: list[str]) -> None:
