@@ -15,9 +15,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from settings import Paths, get_paths, get_settings
+from records.db import masked  # a label is readable by anyone who can list the Bentos
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: the Bento's build context
 BENTOFILE = ROOT / "bentofile.yaml"
@@ -27,16 +27,6 @@ SUBJECTS = ("member", "cooperative")
 
 class BentoBuildError(RuntimeError):
     """The Bento cannot be built; the message says what to do."""
-
-
-def redact(uri: str) -> str:
-    """A store URI without its password (a label is readable by anyone who can list the Bentos)."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def find_uv() -> str:
@@ -64,7 +54,7 @@ def champion_labels(paths: Paths) -> dict[str, str]:
     """The Bento's labels: each subject's champion version and the store it was read from."""
     from training import registry
 
-    labels = {"tracking_store": redact(paths.tracking_uri)}
+    labels = {"tracking_store": masked(paths.tracking_uri)}
     if get_settings().tracking_uri is None and not (paths.mlflow / "mlflow.db").exists():
         raise BentoBuildError(f"no MLflow store at {paths.mlflow}: run `make demo` or `coopscore "
                               "train`, or point COOPSCORE_TRACKING_URI at the registry the "
