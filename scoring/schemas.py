@@ -70,6 +70,31 @@ class ModelInfo(BaseModel):
     run_id: str
 
 
+class RecommendedLimit(BaseModel):
+    """The most the subject could borrow as of the date (scoring/limit.py, docs/api.md)."""
+    amount_vnd: int = Field(..., ge=0, description="Integer VND; 0 when no amount passes "
+                            "(binding none_affordable)")
+    term_months: int | None = Field(None, description="The term it is recommended at (the requested "
+                                    "term when the amount holds for it, else the shortest that does)")
+    terms_months: list[int] = Field(default_factory=list, description="Every term of the grid at "
+                                    "which the amount holds")
+    binding: Literal["pd_target", "affordability", "legal_cap", "none_affordable"] = Field(
+        ..., description="What stops a larger amount: the PD target, the instalment share of the "
+                         "verified net monthly inflow, the Decree 156/2025 unsecured limit, or nothing "
+                         "passes")
+    reason: str = Field(..., description="Why, in English (reason_vi: in Vietnamese)")
+    reason_vi: str
+    target_pd: float = Field(..., description="The PD target the amount was held to")
+    pd: float | None = Field(None, description="The PD at amount_vnd and term_months")
+    instalment_share: float = Field(..., description="The largest share of the net monthly inflow "
+                                    "the instalment may take")
+    net_monthly_inflow_vnd: int = Field(..., description="Verified net inflow of an ordinary month "
+                                        "(the lower of the median and the mean of the last 12 months)")
+    instalment_vnd: int = Field(..., description="Monthly instalment at amount_vnd and term_months "
+                                "(annuity at 1% a month)")
+    legal_cap_vnd: int = Field(..., description="The Decree 156/2025 unsecured limit of the legal form")
+
+
 class ScoreResponse(BaseModel):
     request_id: str
     subject_type: SubjectType
@@ -85,6 +110,10 @@ class ScoreResponse(BaseModel):
     missing: list[Missing] = Field(default_factory=list,
                                    description="With insufficient_history: what is missing")
     model: ModelInfo
+    recommended_limit_vnd: int | None = Field(None, description="The recommended limit in integer "
+                                              "VND (recommended_limit.amount_vnd); null when not scored")
+    recommended_limit: RecommendedLimit | None = Field(None, description="The recommended limit and "
+                                                       "what binds it; null when not scored")
     # feature values the score used (audit log), never serialised: see Scorer.features_used
     _features_used: dict[str, float | None] | None = PrivateAttr(default=None)
 

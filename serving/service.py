@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from settings import get_paths, get_settings
 from features.reasons import REASONS
-from scoring import disclosure, policy, schemas
+from scoring import disclosure, limit, policy, schemas
 from scoring.disclosure import Disclosure
 from scoring.errors import ApiError, AuditUnavailable, Forbidden, InvalidApplication, field
 from scoring.scorer import Scorer
@@ -246,6 +246,7 @@ class CoopScore:
         except RecordsError as exc:
             raise SystemExit(f"coopscore cannot open its records database: {exc}") from None
         self.scorer = Scorer(paths)
+        limit.prepare(self.scorer)  # the monthly net inflows of the latest data, once, before serving
         self.disclosure = Disclosure(self.records, self.scorer.knows)
         self.audit_writer = AuditWriter(self.records)
         api.state.records, api.state.service = self.records, self
@@ -282,6 +283,7 @@ class CoopScore:
         if refusal is None:
             try:
                 answer = self.scorer.score(body, request_id=request_id)
+                limit.attach(self.scorer, [body], [answer])  # the recommended limit, when scored
             except ApiError as exc:
                 refusal = exc
         if refusal is not None:
@@ -329,7 +331,7 @@ class CoopScore:
                                f"{BATCH_DEADLINE_SECONDS:.0f} s and was cancelled; nothing was scored. "
                                "Send fewer distinct as_of dates per call.")
             scored = await anyio.to_thread.run_sync(
-                self.scorer.score_many, [items[i] for i in idx], [item_ids[i] for i in idx])
+                self._score_with_limits, [items[i] for i in idx], [item_ids[i] for i in idx])
             for i, outcome in zip(idx, scored):
                 results[i] = outcome
         entries, out = [], []
@@ -347,6 +349,12 @@ class CoopScore:
         metrics.batch_items([metrics.outcome_of(r.status, r.error) if isinstance(r, ApiError) else r.status
                              for r in results])
         return _json(schemas.BatchScoreResponse.model_construct(request_id=request_id, results=out))
+
+    def _score_with_limits(self, requests: list, ids: list[str]) -> list:
+        """Score, then attach each scored answer's recommended limit (scoring/limit.py)."""
+        answers = self.scorer.score_many(requests, ids)
+        limit.attach(self.scorer, requests, answers)
+        return answers
 
     async def _cancel_batch(self, principal, items, item_ids, endpoint, client_id, request_id,
                             why: str) -> None:

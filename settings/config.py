@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         "the most distinct as_of_date values one batch request may ask for"))
     batch_deadline_seconds: float = Field(50.0, ge=0, description=(
         "a batch still computing after this long is cancelled (503), under BentoML's 60 s timeout"))
+    limit_target_pd: float = Field(0.08, gt=0, lt=1, description=(
+        "the recommended limit's PD target: the largest amount whose PD stays at or under it "
+        "(default 0.08, the grade-D operating cut-off; scoring/limit.py)"))
+    limit_instalment_share: float = Field(0.40, gt=0, le=1, description=(
+        "the recommended limit's affordability test: the monthly instalment stays within this share "
+        "of the verified net monthly inflow (default 0.40; scoring/limit.py)"))
 
     @field_validator("tracking_uri", "database_url", mode="before")
     @classmethod
