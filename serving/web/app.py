@@ -49,6 +49,7 @@ from data_contracts.vocabulary import LENDERS
 from serving.web import charts, disclosure, links, safe_csv
 from serving.web.applications import QUEUE_SIZE, find_application, recent_member_applications
 from serving.web.texts import text
+from serving.web import limit_view
 
 log = logging.getLogger("coopscore.web")
 log.addFilter(links.redact_member_tokens)  # our own messages never carry a member's link either
@@ -200,8 +201,10 @@ def member_page(request: Request, token: str) -> HTMLResponse:
     if ranking:
         pcts = {k: _pct(ranking.get(f"pct_{k}")) for k in ("cooperative", "province", "sector")}
     trend = charts.trend_svg(history, lang) if len(history) >= 2 else None  # a line needs two
+    limit = (limit_view.view(request.app.state, _paths(request), member_id, lang)
+             if ranking and ranking.get("status") == "ranked" else None)  # what they could borrow
     return render(request, "member.html", lang=lang, r=ranking, pcts=pcts, actions=actions,
-                  trend=trend, history=history, problem=problem)
+                  trend=trend, history=history, problem=problem, limit=limit)
 
 
 # -- the officers' console: sessions -----------------------------------------------------------
@@ -488,13 +491,15 @@ def _applicant(request: Request, application_id: str, amount=None, term=None,
     if answer is not None:
         _shown_answer(request, officer, app, answer, "/app/console/applicant", outcome, amount_v, term_v)
     chart = None
+    limit = (limit_view.view(request.app.state, _paths(request), app["entity_id"], lang, term_v)
+             if answer is not None and answer.status == "scored" else None)
     if answer is not None and answer.explanation is not None:
         top = sorted(answer.explanation.contributions, key=lambda c: abs(c.points), reverse=True)[:10]
         chart = charts.contributions_svg(
             [(FEATURES_BY_NAME[c.feature].vi if lang == "vi" else FEATURES_BY_NAME[c.feature].en,
               c.points) for c in top], lang)
     return render(request, "applicant.html", lang=lang, officer=officer, app=app, consent=consent,
-                  answer=answer, error=error, chart=chart,
+                  answer=answer, error=error, chart=chart, limit=limit,
                   amount=amount_v if amount_v is not None else amount,
                   term=term_v if term_v is not None else term, decided=decided,
                   status=422 if error else 200)
