@@ -53,6 +53,7 @@ CACHE_SECONDS = 5.0
 _BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,39}$")
 _TOKEN = re.compile(r"^cs_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _OPERATOR = re.compile(r"^[A-Za-z0-9_.@-]{1,55}$")  # fits 'operator:<name>' in 64 characters
+_MEMBER = re.compile(r"^[A-Za-z0-9_-]{1,57}$")  # fits 'member:<id>' in 64 characters
 
 
 class NotAllowed(Exception):
@@ -98,6 +99,18 @@ class Operator:
         if not isinstance(self.name, str) or not _OPERATOR.match(self.name):
             raise ValueError(f"operator name {self.name!r} is not valid: 1-55 letters, digits, '.', '_', "
                              "'@' or '-' (the login name of the person at the server).")
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member acting on their own page (reached through their signed link): the only thing a member
+    may write is the withdrawal of one of their own consents (`revoke_consent`)."""
+
+    member_id: str
+
+    def __post_init__(self):
+        if not isinstance(self.member_id, str) or not _MEMBER.match(self.member_id):
+            raise ValueError(f"member id {self.member_id!r} is not valid: 1-57 letters, digits, '_' or '-'.")
 
 
 @dataclass(frozen=True)
@@ -562,16 +575,21 @@ class Records:
                                                  acting_key, moment, source)], moment)
         return row
 
-    def revoke_consent(self, consent_id: str, *, source: str, actor: Principal | Operator,
+    def revoke_consent(self, consent_id: str, *, source: str, actor: Principal | Operator | Member,
                        now: datetime | None = None) -> dict:
         """Withdraw a consent from now on, recording who and through what; the withdrawal and its audit
-        row commit together. Withdrawing again changes nothing and keeps the first date and actor."""
+        row commit together. Withdrawing again changes nothing and keeps the first date and actor.
+        A `Member` (their own page) may withdraw only their own consents: another subject's consent
+        id answers exactly like an unknown one (LookupError), and nothing changes."""
         _check_source(source)
         moment = _now(now)
         with self._write_lock, self.engine.begin() as conn:
             _lock_chain(conn, moment)
             acting_bank, acting_key, by = self._actor(conn, actor, moment, "withdraw consent")
             row = conn.execute(select(consents).where(consents.c.consent_id == consent_id)).first()
+            if row is not None and isinstance(actor, Member) \
+                    and (row.subject_type, row.subject_id) != ("member", actor.member_id):
+                row = None  # not theirs: said exactly as for an id that does not exist
             if row is None:
                 raise LookupError(f"no consent {consent_id!r}; `coopscore consents list --member ID` "
                                   "shows a subject's consents.")
@@ -584,12 +602,20 @@ class Records:
                                                      acting_key, moment, source)], moment)
         return out
 
-    def _actor(self, conn, actor: Principal | Operator, moment: datetime, action: str) -> tuple[str, str, str]:
-        """(bank_id, key_id, recorded-by) of whoever writes a consent; NotAllowed unless the platform."""
+    def _actor(self, conn, actor: Principal | Operator | Member, moment: datetime,
+               action: str) -> tuple[str, str, str]:
+        """(bank_id, key_id, recorded-by) of whoever writes a consent; NotAllowed unless the platform,
+        or a member withdrawing (which consent: `revoke_consent` checks it is the member's own)."""
         if isinstance(actor, Operator):
             return "operator", f"operator:{actor.name}", f"operator:{actor.name}"
+        if isinstance(actor, Member):
+            if action != "withdraw consent":
+                raise NotAllowed(f"a member may not {action} on their own page: consent is given on the "
+                                 "platform, when applying; a member's page only withdraws it.")
+            return "member", f"member:{actor.member_id}", f"member:{actor.member_id}"
         if not isinstance(actor, Principal):
-            raise TypeError(f"actor must be a platform Principal or an Operator, not {type(actor).__name__}.")
+            raise TypeError("actor must be a platform Principal, an Operator or a Member, not "
+                            f"{type(actor).__name__}.")
         # read the key again: a Principal built by hand, or one whose key was revoked meanwhile, is not enough
         key = conn.execute(_KEY_WITH_KIND, {"key_id": actor.key_id}).first()
         if key is None or key.bank_id != actor.bank_id or key.kind != "platform":

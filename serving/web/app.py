@@ -1,6 +1,7 @@
 """The web pages, server-rendered (Jinja2), mounted on the service at /app.
 
-    GET  /app/member/{token}                 a member's own ranking (Vietnamese; ?lang=en)
+    GET  /app/member/{token}                 a member's own ranking and data (Vietnamese; ?lang=en)
+    POST /app/member/{token}/withdraw        the member withdraws one of their consents
     GET  /app/console                        loan officers: sign in, then the applicant queue
     POST /app/console/login | /logout        a fund's API key -> short signed session cookie
     GET  /app/console/export.csv             the filtered queue as CSV
@@ -46,7 +47,7 @@ from scoring.errors import ApiError
 from scoring.policy import TERM_MONTHS
 from records import AuditEntry, AuthError, features_sha256
 from data_contracts.vocabulary import LENDERS
-from serving.web import charts, disclosure, links, safe_csv
+from serving.web import charts, disclosure, links, safe_csv, your_data
 from serving.web.applications import QUEUE_SIZE, find_application, recent_member_applications
 from serving.web.texts import text
 from serving.web import limit_view
@@ -204,7 +205,47 @@ def member_page(request: Request, token: str) -> HTMLResponse:
     limit = (limit_view.view(request.app.state, _paths(request), member_id, lang)
              if ranking and ranking.get("status") == "ranked" else None)  # what they could borrow
     return render(request, "member.html", lang=lang, r=ranking, pcts=pcts, actions=actions,
-                  trend=trend, history=history, problem=problem, limit=limit)
+                  trend=trend, history=history, problem=problem, limit=limit,
+                  data=_your_data(request, token, member_id, lang))
+
+
+# -- the member's say over their data (serving/web/your_data.py) ------------------------------------
+def _member_of(request: Request, token: str) -> str | None:
+    """The member of a genuine, unexpired, unrevoked link, else None."""
+    try:
+        member_id, version = links.verify_link(token, _secret(request))
+    except links.InvalidToken:
+        return None
+    return member_id if version == request.app.state.records.member_link_version(member_id) else None
+
+
+def _member_csrf(request: Request, token: str) -> str:
+    """The withdraw form's CSRF token: the app's csrf_token, bound to this very link."""
+    return links.csrf_token(f"member:{token}", _secret(request))
+
+
+def _your_data(request: Request, token: str, member_id: str, lang: str) -> dict:
+    url = f"{_prefix(request)}/member/{token}/withdraw" + ("?lang=en" if lang == "en" else "")
+    return your_data.view(request.app.state.records, member_id, lang, url, _member_csrf(request, token),
+                          withdrawn=request.query_params.get("withdrawn"))
+
+
+@web.post("/member/{token}/withdraw")
+def member_withdraw(request: Request, token: str, consent_id: str = Form(""),
+                    csrf: str = Form("")) -> Response:
+    """One click withdraws one of the member's own consents, at once, audited with the member as the
+    actor (Records.revoke_consent, the platform's own path). A revoked or expired link, a wrong CSRF
+    token: 403; another member's consent id answers like an unknown one: 404; nothing changes."""
+    member_id = _member_of(request, token)
+    expected = _member_csrf(request, token).encode()
+    if member_id is None or not hmac.compare_digest(csrf.encode(), expected):
+        return _error_page(request, 403, "forbidden")
+    try:
+        your_data.withdraw(request.app.state.records, member_id, consent_id)
+    except LookupError:
+        return _error_page(request, 404, "not_found")
+    query = urlencode({"withdrawn": consent_id, **({"lang": "en"} if _lang(request) == "en" else {})})
+    return RedirectResponse(f"{_prefix(request)}/member/{token}?{query}#your-data", status_code=303)
 
 
 # -- the officers' console: sessions -----------------------------------------------------------
