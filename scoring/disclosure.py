@@ -62,7 +62,8 @@ def answered_entry(principal, request_id: str, endpoint: str, answer, features_u
                    client_request_id: str | None = None) -> AuditEntry:
     """The audit entry of an answer given (scored or insufficient_history)."""
     summary = {"status": answer.status, "pd": answer.pd, "score": answer.score, "grade": answer.grade,
-               "reasons": [r.code for r in answer.reasons], "missing": [m.code for m in answer.missing]}
+               "reasons": [r.code for r in answer.reasons], "missing": [m.code for m in answer.missing],
+               "recommended_limit_vnd": getattr(answer, "recommended_limit_vnd", None)}
     return AuditEntry(request_id=request_id, at=datetime.now(timezone.utc), bank_id=principal.bank_id,
                       key_id=principal.key_id, subject_type=answer.subject_type,
                       subject_id=answer.subject_id, endpoint=endpoint, http_status=200,
