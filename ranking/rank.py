@@ -163,7 +163,7 @@ def rank_members(paths: Paths, as_of: date | None = None,
     if len(ok):
         d = scorer.decide(SUBJECT, history[ok], np.full(len(ok), float(REFERENCE_AMOUNT_VND)),
                           np.full(len(ok), float(REFERENCE_TERM_MONTHS)))
-        score[ok] = np.round(d.score, 1)  # as the API answers; tier and percentiles use this
+        score[ok] = np.round(d.score, 1)  # as the API answers; percentiles use this
         pd_values[ok] = d.pd
         names = np.array(list(d.reason_codes) + [None], dtype=object)
         reasons[ok] = names[d.reason_idx[:, :N_REASONS]]  # -1 (fewer reasons) -> None
@@ -187,7 +187,7 @@ def rank_members(paths: Paths, as_of: date | None = None,
     members = pd.read_parquet(paths.clean / "members.parquet",
                               columns=["member_id", "cooperative_id", "province", "business_sector"])
     members = members.set_index("member_id").reindex(ids)
-    tier_idx = tiers.tier_index(score)
+    tier_idx = tiers.tier_index_from_pd(pd_values)  # the PD the grade comes from, unrounded
     tier_table = pd.DataFrame(tiers.TIERS)
     frame = pd.DataFrame({
         "member_id": ids,

@@ -66,22 +66,57 @@ def test_percentiles_within_a_cooperative_follow_the_score(run):
 
 
 def test_tiers_follow_the_cut_offs(run):
-    cut = {t["code"]: t["min_score"] for t in tiers.TIERS}
     order = [t["code"] for t in tiers.TIERS]
+    cut = {t["code"]: t["min_score"] for t in tiers.TIERS}
     assert [t["min_score"] for t in tiers.TIERS] == sorted(cut.values(), reverse=True)
     for t in tiers.TIERS:
         assert t["vi"] and t["en"]
     ranked = run.frame[run.frame["status"] == "ranked"]
+    # from the unrounded PD, the number the grade comes from; the score is kept rounded to 0.1
+    assert list(ranked["tier"]) == list(tiers.tier_from_pd(ranked["pd"].to_numpy()))
     for score, tier in zip(ranked["score"], ranked["tier"]):
         i = order.index(tier)
-        assert score >= cut[tier]
+        assert score >= cut[tier] - 0.05
         if i > 0:
-            assert score < cut[order[i - 1]]
-    assert list(tiers.tier_of([605, 604.9, 600, 599.9, 590, 589.9, 570, 569.9, 300])) == [
-        "DIAMOND", "GOLD", "GOLD", "SILVER", "SILVER", "BRONZE", "BRONZE", "STARTER", "STARTER"]
+            assert score < cut[order[i - 1]] + 0.05
+    assert list(tiers.tier_of([605, 604.9, 600, 599.5, 599.4, 590, 589.9, 570, 569.9, 300])) == [
+        "DIAMOND", "GOLD", "GOLD", "GOLD", "SILVER", "SILVER", "BRONZE", "BRONZE", "STARTER", "STARTER"]
     tv = ranked.drop_duplicates("tier")
     for tier, vi, en in zip(tv["tier"], tv["tier_vi"], tv["tier_en"]):
         assert (tiers.TIERS_BY_CODE[tier]["vi"], tiers.TIERS_BY_CODE[tier]["en"]) == (vi, en)
+
+
+def test_tiers_and_grades_never_disagree_around_any_boundary(run):
+    """Issue 15: grade B started at 599.4 and Gold at 600, so grade-B members showed as Silver.
+    On a fine grid of scores around every tier and grade boundary (steps of 0.001 point over +-2
+    points, plus the bounds themselves and their neighbouring floats), each score's tier holds its
+    grade (ranking/tiers.py's mapping), and Gold-or-better is exactly grade A or B."""
+    from training import scaling
+
+    assert tiers.TIER_GRADES == {"DIAMOND": ("A", "B"), "GOLD": ("B",), "SILVER": ("C",),
+                                 "BRONZE": ("C", "D"), "STARTER": ("D", "E", "F")}
+    bounds = [t["min_score"] for t in tiers.TIERS[:-1]] + \
+        [tiers.score_of_pd(u) for _, u in scaling.GRADE_UPPER_PD[:-1]]
+    steps = np.linspace(-2.0, 2.0, 4001)
+    grid = np.concatenate([np.concatenate([b + steps, [b, np.nextafter(b, -np.inf), np.nextafter(b, np.inf),
+                                                       b - 1e-9, b + 1e-9]]) for b in bounds])
+    pds = tiers.pd_of_score(grid)
+    grade, tier = scaling.grade_from_pd(pds), tiers.tier_of(grid)
+    wrong = [(s, t, g) for s, t, g in zip(grid, tier, grade) if g not in tiers.TIER_GRADES[t]]
+    assert not wrong, f"{len(wrong)} scores whose tier and grade disagree, e.g. {wrong[:5]}"
+    assert (tier == tiers.tier_from_pd(pds)).all()
+    assert (np.isin(tier, ["DIAMOND", "GOLD"]) == np.isin(grade, ["A", "B"])).all()
+    assert (np.isin(tier, ["DIAMOND", "GOLD", "SILVER"]) <= np.isin(grade, ["A", "B", "C"])).all()
+    # the same on PDs one float either side of every grade bound
+    for _, upper in scaling.GRADE_UPPER_PD[:-1]:
+        around = np.array([np.nextafter(upper, 0), upper, np.nextafter(upper, 1)])
+        for t, g in zip(tiers.tier_from_pd(around), scaling.grade_from_pd(around)):
+            assert g in tiers.TIER_GRADES[t]
+    # and on the ranked members themselves: not one grade-B member below Gold
+    ranked = run.frame[run.frame["status"] == "ranked"]
+    member_grades = scaling.grade_from_pd(ranked["pd"].to_numpy())
+    for t, g in zip(ranked["tier"], member_grades):
+        assert g in tiers.TIER_GRADES[t]
 
 
 def test_top_tier_is_reachable_and_every_tier_is_used(run):
@@ -93,17 +128,24 @@ def test_top_tier_is_reachable_and_every_tier_is_used(run):
     assert set(ranked["tier"]) == set(tiers.TIERS_BY_CODE)
 
 
-def test_tier_cut_offs_are_whole_scores_with_the_documented_pd():
+def test_tier_cut_offs_are_grade_bounds_or_whole_scores_with_the_documented_pd():
     from pathlib import Path
+
+    from training import scaling
     doc = (Path(__file__).resolve().parents[1] / "docs" / "ranking.md").read_text(encoding="utf-8")
-    pds = [tiers.max_pd(t["min_score"]) for t in tiers.TIERS[:-1]]
+    pds = [t["max_pd"] for t in tiers.TIERS[:-1]]
     assert pds == sorted(pds), "a better tier must stand for a lower PD"
-    for t, pd_max in zip(tiers.TIERS[:-1], pds):
-        assert t["min_score"] == int(t["min_score"])
+    for t in tiers.TIERS[:-1]:
+        assert t["max_pd"] == pytest.approx(tiers.max_pd(t["min_score"]))
+        if "grade" in t:  # the grade's own bound, not a copy of it
+            assert t["max_pd"] == dict(scaling.GRADE_UPPER_PD)[t["grade"]]
+        else:
+            assert t["min_score"] == int(t["min_score"])
         # the table in docs/ranking.md and the tiers.py docstring give each cut-off's PD
-        row = f"| {t['code']} | {t['vi']} | {t['en']} | {int(t['min_score'])} |"
-        assert row in doc and f"~{100 * pd_max:.2f}%" in doc, t["code"]
-        assert f"score >= {int(t['min_score'])}" in tiers.__doc__ and f"~{100 * pd_max:.2f}%" in tiers.__doc__
+        row = f"| {t['code']} | {t['vi']} | {t['en']} | {t['cut_off']} |"
+        assert row in doc and f"~{100 * t['max_pd']:.2f}%" in doc, t["code"]
+        assert f"score >= {t['cut_off']}" in tiers.__doc__ and f"~{100 * t['max_pd']:.2f}%" in tiers.__doc__
+    assert tiers.TIERS_BY_CODE["GOLD"]["max_pd"] == 0.02  # grade B's bound
     assert tiers.max_pd(600) == pytest.approx(1 / 51)  # the scale's anchor: odds 50:1
 
 
