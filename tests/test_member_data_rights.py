@@ -19,7 +19,7 @@ import pytest
 from records import Member, NotAllowed
 from serving.launcher import start_server, stop_server
 from serving.web import links
-from web_browser import launch
+from web_browser import launch, screenshot
 from web_browser import fund_key as new_fund_key
 
 pytestmark = pytest.mark.e2e
@@ -234,4 +234,5 @@ def test_member_page_on_a_360px_phone(browser, base, pipeline_home, records, mem
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+    screenshot(page, "member-your-data-phone")  # with the others, var/test-artifacts/screenshots/
     context.close()
