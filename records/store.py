@@ -53,6 +53,7 @@ CACHE_SECONDS = 5.0
 _BANK_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,39}$")
 _TOKEN = re.compile(r"^cs_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _OPERATOR = re.compile(r"^[A-Za-z0-9_.@-]{1,55}$")  # fits 'operator:<name>' in 64 characters
+RESERVED_PARTY_IDS = ("operator", "member")  # the acting party of rows written by the CLI and by members
 _MEMBER = re.compile(r"^[A-Za-z0-9_-]{1,57}$")  # fits 'member:<id>' in 64 characters
 
 
@@ -403,6 +404,9 @@ class Records:
             raise ValueError(f"{'bank' if kind == 'lender' else 'platform'} id {bank_id!r} is not valid: "
                              "use 2-40 lowercase letters, digits and dashes, starting with a letter or "
                              "digit (e.g. 'agribank' or 'vbsp-hn').")
+        if bank_id in RESERVED_PARTY_IDS:  # the audit log's own actors: a bank by that name would read their rows
+            raise ValueError(f"{bank_id!r} is reserved for the audit log's own actors "
+                             f"({', '.join(RESERVED_PARTY_IDS)}): choose another id.")
         if not name or not name.strip():
             raise ValueError(f"give the {'bank' if kind == 'lender' else 'platform'}'s name "
                              "(--name 'Agribank Ha Noi').")

@@ -236,3 +236,14 @@ def test_member_page_on_a_360px_phone(browser, base, pipeline_home, records, mem
     print(f"screenshot: {shot}")
     screenshot(page, "member-your-data-phone")  # with the others, var/test-artifacts/screenshots/
     context.close()
+
+
+@pytest.mark.parametrize("reserved", ["member", "operator"])
+def test_no_bank_may_take_the_id_of_the_audit_logs_own_actors(tmp_path, reserved):
+    # a withdrawal by a member is recorded with party "member"; a bank of that id would read it back
+    from records import Records
+    from settings import Paths
+
+    records = Records(Paths(tmp_path))
+    with pytest.raises(ValueError, match="reserved"):
+        records.add_bank(reserved, "Look-alike", ["scores:read"])
