@@ -260,6 +260,7 @@ def _train_loan_book(table: Optional[Path], target: Optional[str], bad_value: Op
                      roles_file: Optional[Path], cv: str, label_months: int, folds: Optional[int],
                      name: Optional[str], reasons: Optional[Path]) -> None:
     from loan_book.errors import TableError
+    from loan_book.labels import label_warnings
     from loan_book.roles import RoleOverrides
     from loan_book.train import train_loan_book
 
@@ -277,7 +278,7 @@ def _train_loan_book(table: Optional[Path], target: Optional[str], bad_value: Op
         console.print(f"Outcome: {coding.how}; {coding.defaults:,} defaults in {coding.rows:,} rows "
                       f"(default rate [bold]{coding.default_rate:.1%}[/]). If that looks the wrong way "
                       "round, name the default value with --bad-value.")
-        for warning in roles.warnings:
+        for warning in [*label_warnings(coding), *roles.warnings]:
             console.print(f"[yellow]warning:[/] {warning}")
 
     try:

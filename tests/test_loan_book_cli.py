@@ -108,3 +108,13 @@ def test_scoring_with_an_unknown_model_names_the_ones_that_exist(trained):
                       "--output", str(home / "x.csv"))
     assert missing.returncode == 1
     assert "quy-thu-nghiem" in missing.stdout and "Traceback" not in missing.stdout + missing.stderr
+
+
+def test_a_coding_the_wrong_way_round_is_flagged_before_fitting(tmp_path):
+    # 1 means repaid here: naming it the bad value makes most rows "defaults", which must be said
+    book = awkward_book(rows=600, seed=5)
+    write_vietnamese_csv(book, tmp_path / "nguoc.csv")
+    done = run_cli(tmp_path, "train", "--table", str(tmp_path / "nguoc.csv"), "--target", "Kết quả",
+                   "--bad-value", "1", "--cv", "random", "--folds", "2", timeout=900)
+    out = " ".join(done.stdout.split())  # rich wraps long lines
+    assert "rows are defaults" in out and "--bad-value 2" in out, done.stdout + done.stderr
