@@ -335,13 +335,18 @@ def _plots_section(result: ModelEvaluation) -> str:
 
 
 def _reliability(y, pd_values):
-    curve = metrics.reliability_curve(y, pd_values, bins=10)
+    return reliability_figure(metrics.reliability_curve(y, pd_values, bins=10), "model",
+                              "decile", "Reliability, out of time")
+
+
+def reliability_figure(curve, label: str, bin_word: str, title: str):
+    """The reliability plot of a `metrics.reliability_curve` frame against the diagonal (also used
+    by the loan-book card)."""
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(curve["mean_pd"], curve["bad_rate"], "o-", label="model")
+    ax.plot(curve["mean_pd"], curve["bad_rate"], "o-", label=label)
     top = max(curve["mean_pd"].max(), curve["bad_rate"].max()) * 1.1
     ax.plot([0, top], [0, top], "k:", lw=1, label="perfect")
-    ax.set(xlabel="mean predicted PD (decile)", ylabel="observed default rate",
-           title="Reliability, out of time")
+    ax.set(xlabel=f"mean predicted PD ({bin_word})", ylabel="observed default rate", title=title)
     ax.legend()
     return fig
 

@@ -19,13 +19,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from evaluation import metrics  # noqa: E402
 # The platform card's look (style sheet, tables, embedded PNG) is shared rather than copied, so
 # the two cards cannot drift apart.
-from evaluation.model_card import _CSS, _png, _table, format_estimate  # noqa: E402
+from evaluation.model_card import _CSS, _png, _table, format_estimate, reliability_figure  # noqa: E402
 from training import plots, scaling  # noqa: E402
 
 BASELINE = "logistic"
@@ -253,14 +252,7 @@ def _calibration_section(selection, coding) -> str:
 
 
 def _reliability(curve: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(curve["mean_pd"], curve["bad_rate"], "o-", label="chosen model")
-    top = max(curve["mean_pd"].max(), curve["bad_rate"].max()) * 1.1
-    ax.plot([0, top], [0, top], "k:", lw=1, label="perfect")
-    ax.set(xlabel="mean predicted PD (bin)", ylabel="observed default rate",
-           title="Reliability, out of fold")
-    ax.legend()
-    return fig
+    return reliability_figure(curve, "chosen model", "bin", "Reliability, out of fold")
 
 
 def _explanation_section(model, X: pd.DataFrame | None) -> str:

@@ -19,7 +19,7 @@ import pytest
 from records import Member, NotAllowed
 from serving.launcher import start_server, stop_server
 from serving.web import links
-from web_browser import launch, screenshot
+from web_browser import browser, page, screenshot  # noqa: F401 (fixtures)
 from web_browser import fund_key as new_fund_key
 
 pytestmark = pytest.mark.e2e
@@ -62,22 +62,6 @@ def consents(records, grant, members) -> dict[str, str]:
         assert not records.consent_for("member", m, "testbank").active, "another test consented for them"
     return {"a_bank": grant("member", a, "testbank"), "a_fund": grant("member", a, FUND),
             "b_bank": grant("member", b, "testbank")}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    yield pg
-    context.close()
 
 
 def _link(base, paths, records, member_id, **kw) -> str:

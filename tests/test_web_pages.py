@@ -24,6 +24,7 @@ from serving.launcher import start_server, stop_server
 from serving.web import links
 from web_browser import (CONTRAST_JS, LABELS_JS, LOAD_TIMES, ThreadServer, consent, launch,
                          load_time_ms, screenshot)
+from web_browser import browser, page  # noqa: F401 (fixtures)
 from web_browser import fund_key as new_fund_key
 
 pytestmark = pytest.mark.e2e
@@ -74,22 +75,6 @@ def fund_key(records, queue_apps, unconsented) -> str:
         if member not in unconsented:
             consent(records, member, FUND)
     return key
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    yield pg
-    context.close()
 
 
 @pytest.fixture(scope="module")
