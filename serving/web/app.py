@@ -46,6 +46,7 @@ from scoring import schemas
 from scoring.errors import ApiError
 from scoring.policy import TERM_MONTHS
 from records import AuditEntry, AuthError, features_sha256
+from data_contracts.labels import label
 from data_contracts.vocabulary import LENDERS
 from serving.web import charts, disclosure, links, safe_csv, your_data
 from serving.web.applications import QUEUE_SIZE, find_application, recent_member_applications
@@ -94,6 +95,7 @@ def render(request: Request, name: str, status: int = 200, lang: str | None = No
         query["lang"] = "en"
     html = _templates.get_template(name).render(
         lang=lang, t=lambda key, **kw: text(key, lang, **kw), prefix=_prefix(request),
+        label=lambda vocabulary, code: label(vocabulary, code, lang),
         vi=lambda key, **kw: text(key, "vi", **kw), en=lambda key, **kw: text(key, "en", **kw),
         switch_url=f"{_prefix(request)}{request.scope['path'][len(request.scope.get('root_path', '')):]}"
                    + (f"?{urlencode(query)}" if query else ""),
@@ -106,9 +108,8 @@ def render(request: Request, name: str, status: int = 200, lang: str | None = No
 
 
 def _error_page(request: Request, status: int, key: str) -> HTMLResponse:
-    return render(request, "error.html", status=status, title_vi=text(f"{key}_title", "vi"),
-                  title_en=text(f"{key}_title", "en"), body_vi=text(f"{key}_body", "vi"),
-                  body_en=text(f"{key}_body", "en"))
+    """An error in the page's language (?lang=en, else Vietnamese); the switch link offers the other."""
+    return render(request, "error.html", status=status, key=key)
 
 
 @web.exception_handler(StarletteHTTPException)
@@ -418,7 +419,8 @@ def console(request: Request) -> HTMLResponse:
     return render(request, "queue.html", officer=officer, rows=df.to_dict("records"), chosen=chosen,
                   total=len(full), no_consent=int((df["consent"] != "active").sum()),
                   provinces=sorted(full["province"].dropna().unique()),
-                  sectors=sorted(full["business_sector"].dropna().unique()), grades=GRADES,
+                  sectors=sorted(full["business_sector"].dropna().unique(),
+                                 key=lambda s: label("member_sector", s, _lang(request))), grades=GRADES,
                   query=urlencode({k: v for k, v in chosen.items() if v and k != "sort"}),
                   export_query=urlencode({k: v for k, v in chosen.items() if v}))
 
@@ -474,6 +476,13 @@ def _int_field(value, low: int, high: int) -> int | None:
     return number if low <= number <= high else None
 
 
+def _refused_key(exc: ApiError) -> str:
+    """texts.py key of the scorer's refusal in words: above the Decree 156 limit, or another reason
+    (the scorer's own message, in English, stays the detail)."""
+    over = any(f.get("field") == "application.amount_vnd" for f in exc.fields)
+    return "whatif_over_limit" if over else "whatif_refused"
+
+
 def _consent(request: Request, officer: Officer, app: dict) -> disclosure.Consent:
     return disclosure.consent_of(request.app.state.records, officer.bank_id, app["entity_id"])
 
@@ -521,14 +530,14 @@ def _applicant(request: Request, application_id: str, amount=None, term=None,
     lang = _lang(request)
     amount_v = _int_field(amount, 1, 10**13) if amount is not None else int(app["requested_amount_vnd"])
     term_v = _int_field(term, *TERM_MONTHS) if term is not None else int(app["term_months"])
-    answer, error = None, None
+    answer, error, detail = None, None, None
     if amount_v is None or term_v is None:
         error = text("whatif_invalid", lang)
     else:
         try:
             answer = _rescore(request, app, amount_v, term_v)
         except ApiError as exc:
-            error = exc.message
+            error, detail = text(_refused_key(exc), lang), exc.message  # the scorer's words: a tooltip
     if answer is not None:
         _shown_answer(request, officer, app, answer, "/app/console/applicant", outcome, amount_v, term_v)
     chart = None
@@ -540,7 +549,7 @@ def _applicant(request: Request, application_id: str, amount=None, term=None,
             [(FEATURES_BY_NAME[c.feature].vi if lang == "vi" else FEATURES_BY_NAME[c.feature].en,
               c.points) for c in top], lang)
     return render(request, "applicant.html", lang=lang, officer=officer, app=app, consent=consent,
-                  answer=answer, error=error, chart=chart, limit=limit,
+                  answer=answer, error=error, error_detail=detail, chart=chart, limit=limit,
                   amount=amount_v if amount_v is not None else amount,
                   term=term_v if term_v is not None else term, decided=decided,
                   status=422 if error else 200)
@@ -599,7 +608,9 @@ def _whatif(request: Request, officer: Officer, body: dict) -> JSONResponse:
     try:
         answer = _rescore(request, app, amount, term)
     except ApiError as exc:
-        return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
+        key = _refused_key(exc)
+        return JSONResponse({"error": exc.error, "message": exc.message, "message_vi": text(key, "vi"),
+                             "message_en": text(key, "en")}, status_code=exc.status)
     _shown_answer(request, officer, app, answer, "/app/console/api/whatif", "whatif", amount, term)
     return JSONResponse({"status": answer.status, "score": answer.score, "grade": answer.grade,
                          "pd": answer.pd, "amount_vnd": amount, "term_months": term})
@@ -654,7 +665,7 @@ def decision(request: Request, application_id: str = Form(""), decision: str = F
                       answer=None, error=text(key, _lang(request)), chart=None, decided=None,
                       amount=amount if amount is not None else amount_vnd,
                       term=term if term is not None else term_months,
-                      refused={"vi": text(key, "vi"), "en": text(key, "en"), "detail": message})
+                      refused={"text": text(key, _lang(request)), "detail": message})
     outcome = "approved" if decision == "approve" else "declined"
     entry = AuditEntry(
         request_id=uuid.uuid4().hex, at=datetime.now(timezone.utc), bank_id=officer.bank_id,

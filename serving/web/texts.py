@@ -71,6 +71,9 @@ TEXTS: dict[str, tuple[str, str]] = {
     "pd": ("Xác suất vỡ nợ", "Probability of default"),
     "sort_by": ("Sắp xếp theo {col}", "Sort by {col}"),
     "insufficient": ("Chưa đủ lịch sử", "Not enough history"),
+    "not_scored": ("Chưa chấm được điểm hồ sơ này", "This application could not be scored"),
+    "purpose": ("Mục đích vay", "Purpose"),
+    "points": ("{p} điểm", "{p} points"),
     "back": ("Về hàng chờ", "Back to the queue"),
     "applicant": ("Hồ sơ {id}", "Application {id}"),
     "contributions": ("Các yếu tố ảnh hưởng đến điểm", "What moves the score"),
@@ -81,6 +84,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "rescore": ("Tính lại điểm", "Re-score"),
     "whatif_invalid": ("Số tiền phải là số nguyên dương, kỳ hạn từ 1 đến 120 tháng.",
                        "The amount must be a positive whole number and the term 1 to 120 months."),
+    "whatif_over_limit": ("Số tiền vượt hạn mức cho vay không có tài sản bảo đảm theo Nghị định 156/2025/NĐ-CP. "
+                          "Hãy giảm số tiền.",
+                          "The amount is above the unsecured lending limit of Decree 156/2025/ND-CP. "
+                          "Lower the amount."),
+    "whatif_refused": ("Hệ thống chấm điểm từ chối hồ sơ với số tiền và kỳ hạn này.",
+                       "The scorer refuses this application at this amount and term."),
     "decision": ("Quyết định", "Decision"),
     "note": ("Ghi chú (lý do quyết định)", "Note (why)"),
     "approve": ("Duyệt", "Approve"),

@@ -21,6 +21,8 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 
+from data_contracts.labels import label
+from data_contracts.vocabulary import LENDERS
 from records import Member
 from serving.web.texts import text
 
@@ -57,8 +59,11 @@ def when(moment: datetime | None, lang: str, with_time: bool = True) -> str:
     return f"{day} {local:%H:%M}" if with_time else day
 
 
-def _names(records) -> dict[str, str]:
-    return {b["bank_id"]: b["name"] for b in records.list_banks()}
+def _names(records, lang: str) -> dict[str, str]:
+    """bank id -> the name the member reads: a lender of the platform (vocabulary.LENDERS) by its
+    name in the page's language, any other bank by the name it was registered with."""
+    names = {b["bank_id"]: b["name"] for b in records.list_banks()}
+    return {**names, **{code: label("lender", code, lang) for code in LENDERS}}
 
 
 def _state(row: dict, now: datetime) -> tuple[str, datetime | None]:
@@ -73,7 +78,7 @@ def _state(row: dict, now: datetime) -> tuple[str, datetime | None]:
 
 def consents(records, member_id: str, lang: str, names: dict[str, str] | None = None) -> list[dict]:
     """The member's consents, active first (latest expiry first), then the others newest first."""
-    names = _names(records) if names is None else names
+    names = _names(records, lang) if names is None else names
     now = datetime.now(timezone.utc)
     out = []
     for row in records.list_consents("member", member_id):
@@ -115,7 +120,7 @@ def _answer(row: dict, names: dict[str, str], lang: str) -> str:
 def access_log(records, member_id: str, lang: str, names: dict[str, str] | None = None,
                limit: int = ACCESS_LOG_ROWS) -> tuple[list[dict], int]:
     """(rows shown, most recent first, at most `limit`; how many rows there are in all)."""
-    names = _names(records) if names is None else names
+    names = _names(records, lang) if names is None else names
     total = records.audit_count(subject_type="member", subject_id=member_id)
     rows = []
     for row in records.access_log("member", member_id, limit=limit):
@@ -129,7 +134,7 @@ def view(records, member_id: str, lang: str, withdraw_url: str, csrf: str,
          withdrawn: str | None = None) -> dict:
     """Everything the section shows; `withdrawn` is the consent id just withdrawn (its lender is
     named in the confirmation, looked up among this member's own consents only)."""
-    names = _names(records)
+    names = _names(records, lang)
     mine = consents(records, member_id, lang, names)
     log, total = access_log(records, member_id, lang, names)
     done = next((c for c in mine if c["consent_id"] == withdrawn), None) if withdrawn else None

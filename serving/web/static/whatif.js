@@ -1,8 +1,11 @@
 // The what-if form re-scores in place with a small fetch; without JavaScript it is a plain POST.
+// Every word comes from the page (the form's data-t-* attributes, serving/web/texts.py) or from the
+// answer's message in the page's language: no code and no other language reaches the officer.
 (function () {
   "use strict";
   var form = document.getElementById("whatif");
   if (!form || !window.fetch) { return; }
+  var words = form.dataset, lang = form.dataset.lang === "en" ? "en" : "vi";
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     var amount = form.elements.amount_vnd.value, term = form.elements.term_months.value;
@@ -16,16 +19,16 @@
         var p = document.createElement("p");
         if (!r.ok) {
           p.className = "error"; p.id = "whatif-error";
-          p.textContent = (form.dataset.lang === "vi" && r.body.message_vi) || r.body.message;
+          // the answer's own words in this page's language; the English-only detail as a tooltip
+          p.textContent = r.body["message_" + lang] || (lang === "en" && r.body.message) || words.tError;
+          if (r.body.message) { p.title = r.body.message; }
         } else if (r.body.status !== "scored") {
-          p.id = "score"; p.textContent = r.body.status;
+          p.id = "score"; p.textContent = words.tInsufficient; p.title = r.body.status;
         } else {
-          var vi = form.dataset.lang === "vi";
           p.className = "score";
-          p.innerHTML = "";
-          var parts = [[vi ? "Điểm" : "Score", "score", r.body.score.toFixed(1)],
-                       [vi ? "Hạng tín dụng" : "Grade", "grade", r.body.grade],
-                       [vi ? "Xác suất vỡ nợ" : "Probability of default", "pd", (r.body.pd * 100).toFixed(2) + "%"]];
+          var parts = [[words.tScore, "score", r.body.score.toFixed(1)],
+                       [words.tGrade, "grade", r.body.grade],
+                       [words.tPd, "pd", (r.body.pd * 100).toFixed(2) + "%"]];
           parts.forEach(function (part, i) {
             if (i) { p.appendChild(document.createTextNode(" · ")); }
             p.appendChild(document.createTextNode(part[0] + ": "));
