@@ -42,22 +42,28 @@ every amount evaluated up to it (`RecommendedLimit.monotone_fixes` counts where 
 0 with the current models), and tests/test_recommended_limit.py checks the grid.
 
 **The search.** For each term of the grid (the terms the model was trained on: 6-36 months for
-members, 12-60 for cooperatives, plus the requested term when there is one), the PD is computed
-over a grid of amounts (`GRID_POINTS` amounts, geometric from `AMOUNT_UNIT_VND` to the legal cap,
-whole millions), then refined by bisection, in whole millions, between the last amount under the target
-and the first above it. The affordable amount is exact (the instalment is linear in the amount), rounded
-down to whole millions. Amounts are integer VND, never rounded up.
+members, 12-60 for cooperatives, plus the requested term when there is one), the affordable amount
+comes first: it is exact (the instalment is linear in the amount), capped by the law and rounded down
+to whole millions. The PD is then computed over a grid of amounts up to it (`GRID_POINTS` amounts,
+geometric from `AMOUNT_UNIT_VND` to the legal cap, whole millions, those above the affordable amount
+left out, the affordable amount itself added), then refined by bisection, in whole millions, between
+the last amount under the target and the first above it. An amount nobody can afford is never
+scored: the limit is the smaller of the two bounds, so the PD above the affordable amount cannot
+change it (`pd_limit_vnd` is therefore at most `affordable_vnd`). A subject whose ordinary month is
+not positive costs no model call at all. Amounts are integer VND, never rounded up.
 
 **The binding constraint** of the recommended amount, at its term: `legal_cap` (the cap was reached),
 `affordability` (the instalment share stops it first), `pd_target` (the PD target stops it first), or
 `none_affordable` (no amount of at least 1,000,000 VND passes at any term; `blocked_by` says which test
-refused even that). Ties go to the law first, then affordability, then the PD target.
+refused even that: `affordability` when 1,000,000 VND is unaffordable at every term, else `pd_target`).
+Ties go to the law first, then affordability, then the PD target.
 
 The largest amount over the terms is recommended; among terms that reach it, the requested term
 when it does, else the shortest. `terms_months` lists every term at which that amount holds.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from dataclasses import asdict, dataclass, field, replace
@@ -109,7 +115,7 @@ class RecommendedLimit:
     max_instalment_vnd: int  # instalment_share x the net monthly inflow (0 when that is not positive)
     legal_form: str
     legal_cap_vnd: int
-    pd_limit_vnd: int  # at term_months: the largest amount with PD <= target (capped)
+    pd_limit_vnd: int  # at term_months: the largest amount with PD <= target, searched up to affordable_vnd
     affordable_vnd: int  # at term_months: the largest affordable amount (capped)
     monotone_fixes: int  # grid PDs the running maximum raised (0 when the model is monotone)
     months_counted: int  # monthly buckets the net inflow is computed from
@@ -137,6 +143,18 @@ def instalment_vnd(amount_vnd, term_months) -> np.ndarray:
     amount = np.atleast_1d(np.asarray(amount_vnd, dtype=float))
     one = {"inflow_sum_365d": np.full(amount.shape, 12.0), "outflow_sum_365d": np.zeros(amount.shape)}
     return on_demand.instalment_to_net_inflow(one, amount, np.asarray(term_months, dtype=float))
+
+
+@functools.lru_cache(maxsize=64)
+def _instalment_per_vnd(term_months: int) -> float:
+    """The monthly instalment of one VND over `term_months` (the features' annuity)."""
+    return float(instalment_vnd(1.0, term_months)[0])
+
+
+def _affordable(max_instalment: float, term_months: int, cap: int) -> int:
+    """The largest whole-million amount whose instalment fits `max_instalment`, at most `cap`."""
+    per_vnd = _instalment_per_vnd(int(term_months))
+    return max(0, int(min(cap, np.floor(max_instalment / per_vnd / AMOUNT_UNIT_VND) * AMOUNT_UNIT_VND)))
 
 
 def _ordinary_month(monthly: np.ndarray, counted: np.ndarray) -> np.ndarray:
@@ -191,10 +209,14 @@ def _monthly(scorer, subject_type: str, ids: list[str], as_of: date) -> np.ndarr
     if as_of == scorer.snapshot_date:
         with _LOCK:
             per = _NET_CACHE.setdefault(scorer, {})
-            table = per.get(subject_type)
-            if table is None:
-                table = per[subject_type] = monthly_net_inflows(scorer._cursor(), subject_type, as_of)
-        return table.reindex(ids, fill_value=0.0).to_numpy(dtype=float)
+            cached = per.get(subject_type)
+            if cached is None:
+                table = monthly_net_inflows(scorer._cursor(), subject_type, as_of)
+                # a matrix and a row dict: a DataFrame reindex per request cost ~0.7 ms
+                cached = per[subject_type] = (np.vstack([table.to_numpy(dtype=float), np.zeros(MONTHS)]),
+                                              {k: i for i, k in enumerate(table.index)})
+        matrix, row = cached
+        return matrix[[row.get(i, len(matrix) - 1) for i in ids]]  # last row: no transaction, all 0
     return monthly_net_inflows(scorer._cursor(), subject_type, as_of, ids).loc[ids].to_numpy(dtype=float)
 
 
@@ -220,17 +242,21 @@ def _pd_grid(scorer, subject_type: str, history: np.ndarray, amounts: np.ndarray
     (`_Plan.matrix`: the history row, the application features recomputed for the amount and term),
     the champion's margin and its calibration. `Scorer.decide` adds TreeSHAP contributions whose sum
     is this margin; skipping them makes the grid ten times cheaper. Equal to `_pd` within ROUNDING
-    (tests/test_recommended_limit.py); the recommended amount's own PD comes from `_pd`."""
+    (tests/test_recommended_limit.py, which also checks the PD shown at the recommended amount
+    against POST /v1/scores)."""
     plan = scorer._plan(subject_type)
     x = plan.matrix(history, np.asarray(amounts, dtype=float), np.asarray(terms, dtype=float))
     margin = plan.model.booster.predict(x, raw_score=True, num_threads=1 if len(x) < 20_000 else 0)
     return scaling.pd_from_log_odds(plan.model.slope * margin + plan.model.intercept)
 
 
+@functools.lru_cache(maxsize=16)
 def _amount_grid(cap: int) -> np.ndarray:
     points = np.geomspace(AMOUNT_UNIT_VND, cap, GRID_POINTS)
     grid = np.floor(points / AMOUNT_UNIT_VND).astype(np.int64) * AMOUNT_UNIT_VND
-    return np.unique(np.append(grid[grid >= AMOUNT_UNIT_VND], cap))
+    out = np.unique(np.append(grid[grid >= AMOUNT_UNIT_VND], cap))
+    out.flags.writeable = False  # cached: shared by every call
+    return out
 
 
 @dataclass
@@ -299,38 +325,47 @@ def recommend_limits(scorer, subject_type: str, subject_ids: list[str], as_of: d
     days = history[ok, col["history_days"]]
     counted = np.clip(np.floor(days / MONTH_DAYS), 0, MONTHS).astype(int)
     ordinary = _ordinary_month(monthly, counted)
-    # each subject's terms: the grid, plus the requested term
-    term_sets = []
-    for i in ok:
-        req = requested_terms[i]
-        term_sets.append(tuple(sorted(set(TERMS[subject_type]) | ({int(req)} if req else set()))))
-    # 1. the PD over the amount grid, every subject and term in one scorer call
-    rows, amounts_col, terms_col, owner = [], [], [], []
-    grids = {}
+    max_instalment = np.where(np.isfinite(ordinary) & (ordinary > 0), share * np.nan_to_num(ordinary), 0.0)
+    # each subject's terms (the grid, plus the requested term) and the affordable amount at each
+    term_sets, affordable = [], {}
     for j, i in enumerate(ok):
+        req = requested_terms[i]
+        terms = tuple(sorted(set(TERMS[subject_type]) | ({int(req)} if req else set())))
+        term_sets.append(terms)
         cap = policy.LEGAL_LIMIT_VND[kinds[i]]
-        grid = grids.setdefault(cap, _amount_grid(cap))
+        for term in terms:
+            affordable[(j, term)] = _affordable(float(max_instalment[j]), term, cap)
+    # 1. the PD over the amount grid up to the affordable amount, every subject and term in one call
+    rows, amounts_col, terms_col, owner = [], [], [], []
+    for j, i in enumerate(ok):
+        grid = _amount_grid(policy.LEGAL_LIMIT_VND[kinds[i]])
         for term in term_sets[j]:
-            rows.append(np.repeat(j, len(grid)))
-            amounts_col.append(grid)
-            terms_col.append(np.full(len(grid), term))
+            most = affordable[(j, term)]
+            if most < AMOUNT_UNIT_VND:
+                continue  # nothing is affordable at this term: no PD can change that
+            amounts = np.append(grid[grid < most], most)
+            rows.append(np.repeat(j, len(amounts)))
+            amounts_col.append(amounts)
+            terms_col.append(np.full(len(amounts), term))
             owner.append((j, term))
-    idx = np.concatenate(rows)
-    amounts_all = np.concatenate(amounts_col)
-    pds = _pd_grid(scorer, subject_type, history[ok][idx], amounts_all.astype(float),
-              np.concatenate(terms_col).astype(float))
-    curves: dict[tuple[int, int], _Curve] = {}
-    pos = 0
-    for (j, term), grid in zip(owner, amounts_col):
-        curves[(j, term)] = _Curve(list(map(int, grid)), list(map(float, pds[pos:pos + len(grid)])))
-        pos += len(grid)
+    curves: dict[tuple[int, int], _Curve] = {key: _Curve([], []) for key in affordable}
+    if owner:
+        idx = np.concatenate(rows)
+        pds = _pd_grid(scorer, subject_type, history[ok][idx], np.concatenate(amounts_col).astype(float),
+                       np.concatenate(terms_col).astype(float))
+        pos = 0
+        for key, amounts in zip(owner, amounts_col):
+            curves[key] = _Curve(list(map(int, amounts)), list(map(float, pds[pos:pos + len(amounts)])))
+            pos += len(amounts)
     # 2. bisection between the last grid amount under the target and the first above it
     brackets = {}
     for key, curve in curves.items():
+        if not curve.amounts:
+            continue
         mono = curve.monotone()
         under = np.flatnonzero(mono <= target)
         if len(under) == 0 or under[-1] == len(mono) - 1:
-            continue  # nothing passes, or the whole grid (up to the cap) does
+            continue  # nothing passes, or the whole grid (up to the affordable amount) does
         k = under[-1]
         brackets[key] = [curve.amounts[k], curve.amounts[k + 1]]  # passes, fails
     while True:
@@ -341,7 +376,7 @@ def recommend_limits(scorer, subject_type: str, subject_ids: list[str], as_of: d
         keys = [key for key, _ in open_]
         mids = np.array([m for _, m in open_], dtype=float)
         p = _pd_grid(scorer, subject_type, history[ok][[key[0] for key in keys]], mids,
-                np.array([key[1] for key in keys], dtype=float))
+                     np.array([key[1] for key in keys], dtype=float))
         for key, mid, value in zip(keys, mids, p):
             curve = curves[key]
             insert = int(np.searchsorted(curve.amounts, mid))
@@ -352,50 +387,38 @@ def recommend_limits(scorer, subject_type: str, subject_ids: list[str], as_of: d
                 brackets[key][0] = int(mid)
             else:
                 brackets[key][1] = int(mid)
-    # 3. per subject: the three bounds per term, the best term, the binding constraint
-    decided = [_decide(subject_type, subject_ids[i], as_of, kinds[i], term_sets[j], curves, j,
-                       target, share, float(ordinary[j]), int(counted[j]), requested_terms[i])
-               for j, i in enumerate(ok)]
-    # 4. the PD at each recommended amount and term (an affordable amount is rarely a grid amount):
-    # the scorer's, raised to the running maximum of every amount below it that was evaluated
-    shown = [j for j, d in enumerate(decided) if d.term_months is not None]
-    if shown:
-        p = _pd(scorer, subject_type, history[ok][shown],
-                np.array([decided[j].amount_vnd for j in shown], dtype=float),
-                np.array([decided[j].term_months for j in shown], dtype=float))
-        for j, value in zip(shown, p):
-            d = decided[j]
-            curve = curves[(j, d.term_months)]
-            below = [r for a, r in zip(curve.amounts, curve.raw) if a <= d.amount_vnd]
-            decided[j] = replace(d, pd=float(max([float(value), *below])))
+    # 3. per subject: the bounds per term, the best term, the binding constraint, and the PD at the
+    # recommended amount: always an evaluated amount (a grid point, a bisection point or the affordable
+    # amount), its running maximum, the same PD `Scorer.decide` gives (tests/test_recommended_limit.py)
     for j, i in enumerate(ok):
-        out[i] = decided[j]
+        out[i] = _decide(subject_type, subject_ids[i], as_of, kinds[i], term_sets[j], curves, affordable, j,
+                         target, share, float(ordinary[j]), float(max_instalment[j]), int(counted[j]),
+                         requested_terms[i])
     return out
 
 
-def _decide(subject_type, subject_id, as_of, kind, terms, curves, j, target, share, net, counted,
-            requested_term) -> RecommendedLimit:
+def _decide(subject_type, subject_id, as_of, kind, terms, curves, affordable, j, target, share, net,
+            max_instalment, counted, requested_term) -> RecommendedLimit:
     cap = policy.LEGAL_LIMIT_VND[kind]
-    max_instalment = share * net if np.isfinite(net) and net > 0 else 0.0
     by_term: dict[int, dict[str, int]] = {}
     fixes = 0
     for term in terms:
         curve = curves[(j, term)]
-        mono = curve.monotone()
+        mono = curve.monotone() if curve.amounts else np.empty(0)
         fixes += int(np.sum(mono > np.asarray(curve.raw) + ROUNDING))
         under = np.flatnonzero(mono <= target)
         pd_limit = int(curve.amounts[under[-1]]) if len(under) else 0
-        per_vnd = float(instalment_vnd(1.0, term)[0])
-        affordable = int(min(cap, np.floor(max_instalment / per_vnd / AMOUNT_UNIT_VND) * AMOUNT_UNIT_VND))
-        by_term[term] = {"pd_limit_vnd": min(pd_limit, cap), "affordable_vnd": max(affordable, 0),
-                         "limit_vnd": max(0, min(pd_limit, affordable, cap))}
+        afford = affordable[(j, term)]
+        by_term[term] = {"pd_limit_vnd": pd_limit, "affordable_vnd": afford,
+                         "limit_vnd": max(0, min(pd_limit, afford, cap))}
     best = max(v["limit_vnd"] for v in by_term.values())
+    pd_at = None
     if best < AMOUNT_UNIT_VND:
         best = 0
         holds = ()
         term = None
-        blocked = ("pd_target" if all(v["pd_limit_vnd"] < AMOUNT_UNIT_VND for v in by_term.values())
-                   and max_instalment > 0 else "affordability")
+        blocked = ("affordability" if all(v["affordable_vnd"] < AMOUNT_UNIT_VND for v in by_term.values())
+                   else "pd_target")
         binding = "none_affordable"
     else:
         holds = tuple(t for t in terms if by_term[t]["limit_vnd"] >= best)
@@ -404,6 +427,8 @@ def _decide(subject_type, subject_id, as_of, kind, terms, curves, j, target, sha
         b = by_term[term]
         binding = ("legal_cap" if best >= cap else "affordability" if b["affordable_vnd"] <= best
                    else "pd_target")
+        curve = curves[(j, term)]
+        pd_at = float(curve.monotone()[curve.amounts.index(best)])
     inst = int(round(float(instalment_vnd(best, term)[0]))) if term is not None else 0
     net_int = int(np.floor(net)) if np.isfinite(net) else 0
     vi, en = _reason(binding, blocked, kind, best, term, target, share, net_int,
@@ -413,7 +438,7 @@ def _decide(subject_type, subject_id, as_of, kind, terms, curves, j, target, sha
     return RecommendedLimit(
         subject_type=subject_type, subject_id=subject_id, as_of_date=as_of, amount_vnd=int(best),
         term_months=term, terms_months=holds, binding=binding, blocked_by=blocked, reason_vi=vi,
-        reason_en=en, target_pd=target, instalment_share=share, pd=None,
+        reason_en=en, target_pd=target, instalment_share=share, pd=pd_at,
         net_monthly_inflow_vnd=net_int, instalment_vnd=inst, max_instalment_vnd=int(np.floor(max_instalment)),
         legal_form=kind, legal_cap_vnd=cap, pd_limit_vnd=int(pick["pd_limit_vnd"]),
         affordable_vnd=int(pick["affordable_vnd"]), monotone_fixes=fixes, months_counted=counted,
