@@ -1,39 +1,50 @@
-"""What a member can do to move up: the 2-3 changes that would raise the score most.
+"""What a member can do to move up: the 2-3 changes that would raise the score most, each one
+checked by FOLLOWING it in the member's raw history.
 
-Only ACTIONABLE levers are considered: behaviour a household business really controls through the
-platform. Each lever is a vectorised function from the member's current history columns to the
-changed ones, with a realistic target (never a perfect business): the changed row is re-scored by
-the REAL champion through the same Scorer (same input matrix, same booster, same calibration), and
-only changes that raise the score are offered, best first.
+A lever is an action on the member's raw rows (ranking/follow.py: new e-invoices, sales from new
+customers, inflows spread over the months, a weekly sale, a year of on-time instalments), never an
+edit of feature columns. The features of the changed history are recomputed by the real feature
+engine (features.engine.history_features on the accepted data with the member's rows changed) and
+re-scored by the real champion for the reference application: the gain shown IS that recomputed
+gain, and a changed history cannot be inconsistent, since no feature is set by hand. Only changes
+that raise the score by at least MIN_GAIN are offered, best first.
+
+Every door, one rule: the member page (`advise`, one member) and the ranking run (`advise_all`,
+every member: one engine run per lever over all members' changed rows) call the same `follow_all`.
+
+What an action does (`Lever.kind`, shown apart on the member page):
+- "risk": it lowers the real risk of a loan (repaying on time; borrowing less or longer is the
+  recommended limit's business, scoring/limit.py);
+- "evidence": it gives lenders evidence (e-invoices, digital payments, regular recorded sales make
+  the revenue verifiable); the business and its true risk do not change, only what lenders see.
+An evidence lever whose mass adoption would push the model's calibration out of the promotion
+gate's bound (governance.promotion.Gates.max_abs_calibration_in_the_large) is not offered: the
+measurement is `python -m benchmarks.advice_followed`, which writes CALIBRATION_FILE; this module
+reads the verdict from it (`suspended_levers`).
 
 Never a lever (FIXED_FEATURES and data_contracts PROTECTED_ATTRIBUTES): tenure, capital, the
-cooperative's own health, the reference application, revenue levels and trends (not something a
-member can promise), province, sector, gender, ethnicity, mountainous commune (never even a model
-input). tests/test_ranking.py checks every lever against these lists on real rows.
-
-REPAY_ON_TIME models only the future. The repayment features cover the member's whole loan
-history (no window), and nobody can rewrite the past, so the lever re-scores the member as if the
-next REPAY_HORIZON_MONTHS monthly instalments (one a month, as on the reference application's
-12-month loan) were all paid on time, BLENDED with the record so far in proportion to counts:
-
-    on-time rate -> (on-time months + 12) / (repayment months + 12)
-
-so a member with 40 past instalments moves less than one with 4. The worst days past due is a
-maximum over the whole history: a past delay stays in it, so the lever leaves it alone. The
-count (repayment_months) is a snapshot column that is not a model input (features/engine.py); on
-a snapshot built before it existed the lever is not offered rather than guessed.
+cooperative's own health, the reference application, province, sector, gender, ethnicity,
+mountainous commune (never even a model input). No action changes the members or cooperatives
+tables, the applications, or another member's rows (tests/test_advice_followed.py).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import date
+from functools import lru_cache
+from pathlib import Path
 
+import duckdb
 import numpy as np
+import pandas as pd
 
 from settings import Paths
 from data_contracts.contracts import PROTECTED_ATTRIBUTES
 from data_contracts.vocabulary import COOPERATIVE_SECTORS, MEMBER_SECTORS
+from ranking import follow
 from training import scaling
 
 SUBJECT = "member"
@@ -41,121 +52,141 @@ SUBJECT = "member"
 # smaller "gain" is float noise between the two exact scoring paths, not advice).
 MIN_GAIN = 0.1
 # REPAY_ON_TIME's horizon: the next 12 monthly instalments, i.e. the reference application's term.
-REPAY_HORIZON_MONTHS = 12
+REPAY_HORIZON_MONTHS = follow.REPAY_HORIZON_MONTHS
+# Where the calibration benchmark records which levers mass adoption would miscalibrate.
+CALIBRATION_FILE = Path(__file__).with_name("lever_calibration.json")
 Columns = Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Kind:
+    code: str
+    vi: str  # the heading on the member page
+    en: str
+    why_vi: str  # one plain sentence under it
+    why_en: str
+
+
+KINDS: dict[str, Kind] = {
+    "risk": Kind("risk", "Giảm rủi ro thật", "Lowers the real risk",
+                 "Những việc này làm khoản vay của bạn an toàn hơn thật sự.",
+                 "These make your loans genuinely safer."),
+    "evidence": Kind("evidence", "Giúp bên cho vay thấy rõ việc kinh doanh",
+                     "Gives lenders evidence",
+                     "Hóa đơn điện tử và thanh toán số giúp ngân hàng kiểm chứng doanh thu của bạn. "
+                     "Việc kinh doanh không đổi, chỉ rõ ràng hơn.",
+                     "E-invoices and digital payments let lenders verify your revenue. "
+                     "The business stays the same; it is only easier to see."),
+}
 
 
 @dataclass(frozen=True)
 class Lever:
     code: str
-    feature: str  # the feature shown to the member as current -> target
+    kind: str  # a key of KINDS
+    feature: str  # the feature shown to the member as current -> after
     text_vi: str
     text_en: str
-    target: str  # the realistic target, in words (for docs and the page)
-    change: Callable[[Columns], dict[str, np.ndarray]]  # current columns -> new values of changed ones
+    target: str  # what the action does to the raw rows, in words (for docs)
+    action: follow.Action  # raw history -> the rows removed and added
+    touches_loans: bool = False  # changes loans/repayments (the cooperative's arrears rate reads them)
 
+    @property
+    def kind_vi(self) -> str:
+        return KINDS[self.kind].vi
 
-def _einvoice(c: Columns) -> dict[str, np.ndarray]:
-    share = c["einvoice_share_365d"]
-    target = np.maximum(share, 0.8)  # NaN (no revenue) stays NaN: lever does not apply
-    # the extra e-invoiced revenue comes out of cash sales first
-    cash = np.maximum(c["cash_share_365d"] - (target - share), 0.0)
-    return {"einvoice_share_365d": target, "cash_share_365d": cash}
-
-
-def _repay(c: Columns) -> dict[str, np.ndarray]:
-    rate = c["repayment_on_time_rate"]  # NaN without a loan history: the lever does not apply
-    months = c.get("repayment_months")
-    if months is None:  # snapshot older than the count: the honest move is unknown, so none
-        return {"repayment_on_time_rate": rate}
-    # on-time months so far (rate * months is exact up to float rounding) plus a clean horizon
-    blended = (rate * months + REPAY_HORIZON_MONTHS) / (months + REPAY_HORIZON_MONTHS)
-    return {"repayment_on_time_rate": np.where(months > 0, blended, rate)}
-
-
-def _regular(c: Columns) -> dict[str, np.ndarray]:
-    return {"revenue_volatility_12m": np.minimum(c["revenue_volatility_12m"], 0.5),
-            "active_months_12m": np.where(c["active_months_12m"] > 0,
-                                          np.maximum(c["active_months_12m"], 10.0),
-                                          c["active_months_12m"])}
-
-
-def _customers(c: Columns) -> dict[str, np.ndarray]:
-    n = c["distinct_customers_365d"]
-    more = n + np.maximum(5.0, np.ceil(0.25 * n))
-    return {"distinct_customers_365d": np.where(n > 0, more, n),
-            "customer_concentration_365d": np.minimum(c["customer_concentration_365d"], 0.25)}
-
-
-def _cancelled(c: Columns) -> dict[str, np.ndarray]:
-    return {"cancelled_invoice_rate_365d": np.minimum(c["cancelled_invoice_rate_365d"], 0.02)}
-
-
-def _active(c: Columns) -> dict[str, np.ndarray]:
-    return {"days_since_last_activity": np.minimum(c["days_since_last_activity"], 7.0)}
+    @property
+    def kind_en(self) -> str:
+        return KINDS[self.kind].en
 
 
 LEVERS: tuple[Lever, ...] = (
-    Lever("EINVOICE_SHARE", "einvoice_share_365d",
+    Lever("EINVOICE_SHARE", "evidence", "einvoice_share_365d",
           "Xuất hóa đơn điện tử (hoặc dùng máy tính tiền) cho ít nhất 80% doanh thu",
           "Issue e-invoices (or use the cash register) for at least 80% of sales",
-          "e-invoice share -> max(current, 0.8); the increase comes out of the cash share", _einvoice),
-    Lever("REPAY_ON_TIME", "repayment_on_time_rate",
+          "the year's cash sales (then QR / e-wallet sales), spread over the year, re-issued as "
+          "e-invoice sales with a matching e-invoice, until 80% of inflows are e-invoiced",
+          follow.einvoice),
+    Lever("REPAY_ON_TIME", "risk", "repayment_on_time_rate",
           f"Trả nợ đúng hạn mọi kỳ trong {REPAY_HORIZON_MONTHS} tháng tới, không trễ ngày nào",
           f"Pay every instalment on time for the next {REPAY_HORIZON_MONTHS} months, "
           "not a day late",
-          f"on-time rate -> (on-time months + {REPAY_HORIZON_MONTHS}) / (repayment months + "
-          f"{REPAY_HORIZON_MONTHS}): the next {REPAY_HORIZON_MONTHS} monthly instalments on time, "
-          "blended with the whole history; worst days past due unchanged (only with a loan "
-          "history)", _repay),
-    Lever("REGULAR_REVENUE", "revenue_volatility_12m",
+          f"{REPAY_HORIZON_MONTHS} on-time monthly instalments added to the loan record (with their "
+          "repayment outflows); past delays stay (only with a loan history)",
+          follow.repay_on_time, touches_loans=True),
+    Lever("REGULAR_REVENUE", "evidence", "revenue_volatility_12m",
           "Bán hàng và nhận tiền qua nền tảng đều đặn mỗi tháng",
           "Sell and get paid through the platform evenly, every month",
-          "revenue volatility -> min(current, 0.5); months with revenue -> max(current, 10)", _regular),
-    Lever("MORE_CUSTOMERS", "distinct_customers_365d",
+          "the inflows of the last 360 days re-dated so that each 30-day month gets an even share "
+          "(only when volatility > 0.5 or fewer than 10 months had revenue)", follow.regular_revenue),
+    Lever("MORE_CUSTOMERS", "evidence", "distinct_customers_365d",
           "Bán cho nhiều khách hàng hơn, không phụ thuộc vào vài khách lớn",
           "Sell to more customers; do not depend on a few big buyers",
-          "distinct customers + max(5, 25%); concentration (HHI) -> min(current, 0.25)", _customers),
-    Lever("FEWER_CANCELLED", "cancelled_invoice_rate_365d",
+          "max(5, 25% of customers) repeat sales of the largest customers come from new customers",
+          follow.more_customers),
+    Lever("FEWER_CANCELLED", "evidence", "cancelled_invoice_rate_365d",
           "Lập hóa đơn cẩn thận để ít phải hủy (dưới 2%)",
           "Issue invoices carefully so that few are cancelled (under 2%)",
-          "cancelled invoice rate -> min(current, 0.02)", _cancelled),
-    Lever("STAY_ACTIVE", "days_since_last_activity",
+          "the fewest cancelled e-invoices of the year left out for the rate to be <= 2%",
+          follow.fewer_cancelled),
+    Lever("STAY_ACTIVE", "evidence", "days_since_last_activity",
           "Giao dịch qua nền tảng ít nhất mỗi tuần",
           "Use the platform for a sale or payment at least once a week",
-          "days since the last transaction -> min(current, 7)", _active),
+          "a small VietQR sale in every week of the last 13 without an inflow", follow.stay_active),
 )
 LEVERS_BY_CODE = {lever.code: lever for lever in LEVERS}
+assert all(lever.kind in KINDS for lever in LEVERS)
 
-# Model inputs a member cannot (or must not be asked to) change: never touched by a lever.
+# Model inputs a member cannot (or must not be asked to) change: no action writes the rows they
+# come from (members, cooperatives, the cooperative's transactions, the application).
 FIXED_FEATURES: frozenset[str] = frozenset({
     "tenure_years", "capital_contribution_vnd", "legal_capital_vnd", "member_count",
     "coop_revenue_12m", "coop_revenue_trend_12m", "coop_members_in_arrears_rate",
     "coop_arrears_rate_among_members",
     "requested_amount_vnd", "term_months", "loan_to_revenue", "instalment_to_net_inflow",
-    "prior_loans", "history_days", "transactions_365d", "repayment_months",
-    # a past delay cannot be undone: REPAY_ON_TIME only adds on-time months to the rate
-    "worst_days_past_due",
-    # revenue levels and trends: an outcome, not an action a member can promise
-    *(f"{d}_{k}_{n}d" for d in ("inflow", "outflow") for k in ("sum", "count") for n in (30, 90, 180, 365)),
-    "net_inflow_ratio_365d", "revenue_trend_12m", "revenue_change_vs_last_year_90d",
-    # a recent shock is an outcome too; the kind of business, its sector and the season are facts
-    "inflow_30d_vs_usual_month", "inflow_60d_vs_usual_month", "weeks_without_inflow_13w",
-    "customers_change_90d", "household_business", "harvest_season",
+    "household_business", "harvest_season",
     *(f"sector_{s}" for s in MEMBER_SECTORS), *(f"coop_sector_{s}" for s in COOPERATIVE_SECTORS),
     # attributes that are not features at all, listed so no lever can ever grow into them
     "province", "business_sector", "cooperative_id", "member_type", "join_date",
 }) | PROTECTED_ATTRIBUTES
 
 
+@lru_cache(maxsize=4)
+def _calibration(path: str, mtime_ns: int) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def calibration_record(path: Path = CALIBRATION_FILE) -> dict | None:
+    """The last calibration measurement of the levers (benchmarks/advice_followed.py), or None."""
+    if not path.exists():
+        return None
+    return _calibration(str(path), path.stat().st_mtime_ns)
+
+
+def suspended_levers(path: Path = CALIBRATION_FILE) -> frozenset[str]:
+    """Levers not offered: mass adoption would push calibration out of the gate's bound."""
+    record = calibration_record(path)
+    if record is None:
+        return frozenset()
+    return frozenset(code for code, r in record.get("levers", {}).items() if r.get("suspended"))
+
+
+def offered_levers() -> tuple[Lever, ...]:
+    suspended = suspended_levers()
+    return tuple(lever for lever in LEVERS if lever.code not in suspended)
+
+
 @dataclass
 class Action:
     code: str
+    kind: str
+    kind_vi: str
+    kind_en: str
     text_vi: str
     text_en: str
     feature: str
     current: float | None
-    target: float | None
+    target: float | None  # the feature after following, as the engine recomputes it
     score_now: float
     score_after: float
     gain: float
@@ -164,18 +195,81 @@ class Action:
         return asdict(self)
 
 
-# -- vectorised core --------------------------------------------------------------------------
-def changed_history(scorer, history: np.ndarray, lever: Lever) -> tuple[np.ndarray, np.ndarray]:
-    """(changed copy of `history`, mask of rows the lever changes)."""
-    col = {c: i for i, c in enumerate(scorer.columns)}
-    new = lever.change({c: history[:, col[c]] for c in col})
-    out = history.copy()
-    applies = np.zeros(len(history), dtype=bool)
-    for feature, values in new.items():
-        old = history[:, col[feature]]
-        applies |= np.isfinite(values) & np.isfinite(old) & (values != old)
-        out[:, col[feature]] = values
-    return out, applies
+# -- following the levers: one engine run per lever over all members ------------------------------
+def _coop_window_members(change: follow.Change, as_of: pd.Series) -> pd.Index:
+    """Members whose changed repayment rows fall in the 12 whole months before their as-of month:
+    the cooperative's arrears rate (a feature of every member of the cooperative) reads them."""
+    rows = [f for t, f in [*change.add.items(), *change.remove.items()] if t == "repayments"]
+    if not rows:
+        return pd.Index([])
+    rep = pd.concat(rows, ignore_index=True)
+    if "month" not in rep:
+        return pd.Index([])
+    start = as_of.dt.to_period("M").dt.to_timestamp() - pd.DateOffset(months=12)
+    inside = pd.to_datetime(rep["month"]) >= rep["entity_id"].map(start)
+    return pd.Index(rep.loc[inside.to_numpy(), "entity_id"].unique())
+
+
+def _rounds(con, change: follow.Change, as_of: pd.Series) -> list[pd.Index]:
+    """Groups of members whose changes can share one engine run: a member's change reaches only
+    its own features, except loan rows inside the cooperative's arrears window, which reach every
+    member of the cooperative; such members go in separate runs, one per cooperative and round."""
+    shared = _coop_window_members(change, as_of)
+    rest = change.members.difference(shared)
+    if not len(shared):
+        return [rest]
+    con.register("_ids", pd.DataFrame({"member_id": list(shared)}))
+    coop = con.execute("SELECT m.member_id, m.cooperative_id FROM members m "
+                       "JOIN _ids USING (member_id)").df().set_index("member_id")["cooperative_id"]
+    con.unregister("_ids")
+    order = coop.groupby(coop).cumcount()
+    rounds = [rest.union(pd.Index(order.index[order == 0]))]
+    rounds += [pd.Index(order.index[order == r]) for r in range(1, int(order.max()) + 1)]
+    return [r for r in rounds if len(r)]
+
+
+def follow_all(con: duckdb.DuckDBPyConnection, bases: dict[str, str], as_of: pd.Series,
+               now: pd.DataFrame, levers: tuple[Lever, ...] | None = None,
+               timings: dict | None = None, worlds: bool = False) -> dict[str, pd.DataFrame]:
+    """For each lever: the engine's history features of every member of `as_of` (entity_id ->
+    date; one date per member) that the lever changes, recomputed on the data with each member's
+    own change applied. `now` holds the members' current features (index entity_id). Returns
+    {lever code: features frame, index entity_id} (members the lever leaves alone are absent).
+
+    One engine run per lever and round (the ranking run: every member's change at once), or with
+    `worlds` one engine run for all levers, each in its own copy of the data
+    (`follow.recompute_worlds`; the member page, on a small scope, where a run is mostly fixed
+    cost). Both give the same features (tests/test_advice_followed.py)."""
+    levers = offered_levers() if levers is None else levers
+    timings = {} if timings is None else timings
+    t = time.perf_counter()
+    follow.overlay(con, bases, None)
+    history = follow.load_history(con, as_of, now)
+    timings["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    runs: dict[str, tuple[str, follow.Change]] = {}  # run name -> (lever code, change of one round)
+    for lever in levers:
+        change = lever.action(history)
+        if change.empty:
+            continue
+        rounds = _rounds(con, change, as_of) if lever.touches_loans else [change.members]
+        for r, members in enumerate(rounds):
+            runs[f"{lever.code}.{r}"] = (lever.code,
+                                         change if len(rounds) == 1 else change.only(members))
+    timings["actions"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if worlds and runs:
+        frames = follow.recompute_worlds(con, bases, {k: c for k, (_, c) in runs.items()}, as_of)
+    else:
+        frames = {k: follow.recompute(con, bases, c, as_of.loc[c.members]) for k, (_, c) in runs.items()}
+        follow.overlay(con, bases, None)
+    timings["engine"] = time.perf_counter() - t
+    empty = pd.DataFrame(columns=now.columns, index=pd.Index([], name="entity_id"))
+    out = {}
+    for lever in levers:
+        parts = [frames[k] for k, (code, _) in runs.items() if code == lever.code and k in frames]
+        out[lever.code] = pd.concat(parts) if parts else empty
+    return out
 
 
 def score_history(scorer, history: np.ndarray, amount: float, term: float,
@@ -191,40 +285,57 @@ def score_history(scorer, history: np.ndarray, amount: float, term: float,
     return scaling.score_from_log_odds(plan.model.slope * margin + plan.model.intercept)
 
 
-def advise_all(scorer, history: np.ndarray, score_now: np.ndarray | None = None, k: int = 3,
-               amount: float | None = None, term: float | None = None,
-               chunk: int = 250_000) -> dict[str, np.ndarray]:
-    """Top-k actions for every row of `history` (rows with enough history), vectorised: one model
-    call per lever and chunk. Returns {"code": (n, k) object (None when fewer), "score_after":
-    (n, k), "gain": (n, k)}, sorted by gain, only gains >= MIN_GAIN."""
+def advise_all(scorer, clean_dir: Path, ids: np.ndarray, as_of: date, history: np.ndarray,
+               score_now: np.ndarray | None = None, k: int = 3, amount: float | None = None,
+               term: float | None = None, timings: dict | None = None) -> dict[str, np.ndarray]:
+    """Top-k actions for every member `ids` (rows of `history`, columns scorer.columns, as of
+    `as_of`), each followed in the raw data of `clean_dir` (one engine run per lever over all
+    members). Returns {"code": (n, k) object (None when fewer), "score_after", "gain", "current",
+    "target": (n, k)}, sorted by gain, only gains >= MIN_GAIN."""
     from ranking.rank import REFERENCE_AMOUNT_VND, REFERENCE_TERM_MONTHS
     amount = REFERENCE_AMOUNT_VND if amount is None else amount
     term = REFERENCE_TERM_MONTHS if term is None else term
-    n = len(history)
-    codes = np.full((n, k), None, dtype=object)
-    after = np.full((n, k), np.nan)
-    gains = np.full((n, k), np.nan)
-    names = np.array([lv.code for lv in LEVERS] + [None], dtype=object)
-    for start in range(0, n, chunk):
-        h = history[start:start + chunk]
-        now = (score_history(scorer, h, amount, term) if score_now is None
-               else np.asarray(score_now[start:start + chunk], dtype=float))
-        all_after = np.full((len(h), len(LEVERS)), np.nan)
-        for j, lever in enumerate(LEVERS):
-            changed, applies = changed_history(scorer, h, lever)
-            rows = np.flatnonzero(applies)
-            if len(rows):
-                all_after[rows, j] = score_history(scorer, changed[rows], amount, term)
-        gain = all_after - now[:, None]
-        gain = np.where(gain >= MIN_GAIN, gain, -np.inf)  # NaN (not applicable), no gain: out
-        order = np.argsort(-gain, axis=1, kind="stable")[:, :k]
-        top = np.take_along_axis(gain, order, axis=1)
-        keep = np.isfinite(top)
-        sl = slice(start, start + len(h))
-        codes[sl] = np.where(keep, names[order], None)
-        after[sl] = np.where(keep, np.take_along_axis(all_after, order, axis=1), np.nan)
-        gains[sl] = np.where(keep, top, np.nan)
-    return {"code": codes, "score_after": after, "gain": gains}
+    ids = np.asarray(ids)
+    n = len(ids)
+    now = pd.DataFrame(history, columns=scorer.columns, index=pd.Index(ids, name="entity_id"))
+    score_now = (score_history(scorer, history, amount, term) if score_now is None
+                 else np.asarray(score_now, dtype=float))
+    con = duckdb.connect()
+    try:
+        recomputed = follow_all(con, follow.parquet_bases(clean_dir),
+                                pd.Series(pd.Timestamp(as_of), index=now.index), now,
+                                timings=timings)
+    finally:
+        con.close()
+    return _top(scorer, now, score_now, recomputed, k, amount, term)
+
+
+def _top(scorer, now: pd.DataFrame, score_now: np.ndarray, recomputed: dict[str, pd.DataFrame],
+         k: int, amount: float, term: float) -> dict[str, np.ndarray]:
+    n = len(now)
+    levers = [LEVERS_BY_CODE[c] for c in recomputed]
+    position = pd.Series(np.arange(n), index=now.index)
+    after = np.full((n, len(levers)), np.nan)
+    current = np.full((n, len(levers)), np.nan)
+    target = np.full((n, len(levers)), np.nan)
+    for j, lever in enumerate(levers):
+        frame = recomputed[lever.code]
+        current[:, j] = now[lever.feature].to_numpy(dtype=float)
+        if len(frame):
+            rows = position.loc[frame.index].to_numpy()
+            after[rows, j] = score_history(scorer, frame[scorer.columns].to_numpy(dtype=np.float64),
+                                           amount, term)
+            target[rows, j] = frame[lever.feature].to_numpy(dtype=float)
+    gain = after - score_now[:, None]
+    gain = np.where(gain >= MIN_GAIN, gain, -np.inf)  # NaN (not followed), no gain: out
+    order = np.argsort(-gain, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(gain, order, axis=1)
+    keep = np.isfinite(top)
+    names = np.array([lv.code for lv in levers] + [None], dtype=object)
+    pick = (lambda a: np.where(keep, np.take_along_axis(a, order, axis=1), np.nan))
+    return {"code": np.where(keep, names[order] if len(levers) else None, None),
+            "score_after": pick(after), "gain": np.where(keep, top, np.nan),
+            "current": pick(current), "target": pick(target)}
 
 
 # -- one member, for the member's page ----------------------------------------------------------
@@ -233,36 +344,54 @@ def _finite(value) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def advise(paths_or_scorer, member_id: str, as_of: date | None = None, k: int = 3) -> list[dict]:
+def _paths_of(scorer) -> Paths:
+    """The home a Scorer reads (its snapshot lies at <home>/features/snapshot.parquet)."""
+    paths = getattr(scorer, "paths", None)
+    return paths if paths is not None else Paths(Path(scorer._snapshot_path).parents[1])
+
+
+def advise(paths_or_scorer, member_id: str, as_of: date | None = None, k: int = 3,
+           timings: dict | None = None) -> list[dict]:
     """The k actions that would raise this member's ranking score most, best first, each a dict
-    with code, text_vi, text_en, feature, current, target, score_now, score_after, gain. Every
-    score comes from `Scorer.decide` (the path the service scores with). [] when the member has not
-    enough history to be scored or nothing realistic would help. KeyError for an unknown member."""
+    with code, kind (+ kind_vi, kind_en), text_vi, text_en, feature, current, target, score_now,
+    score_after, gain. Each action is followed in the member's raw rows and the features
+    recomputed by the engine (`follow_all`, as the ranking run does); every score comes from
+    `Scorer.decide`. [] when the member has not enough history to be scored or nothing realistic
+    would help. KeyError for an unknown member."""
     from ranking.rank import REFERENCE_AMOUNT_VND, REFERENCE_TERM_MONTHS, get_scorer
-    scorer = get_scorer(paths_or_scorer) if isinstance(paths_or_scorer, Paths) else paths_or_scorer
+    if isinstance(paths_or_scorer, Paths):
+        paths, scorer = paths_or_scorer, get_scorer(paths_or_scorer)
+    else:
+        scorer = paths_or_scorer
+        paths = _paths_of(scorer)
     if member_id not in scorer.row[SUBJECT] and member_id not in scorer.member_type:
         raise KeyError(f"no member with id '{member_id}' on the platform")
     as_of = as_of or scorer.snapshot_date
     history = scorer._history([member_id], SUBJECT, as_of)
     if not scorer.enough_history(history)[0]:
         return []
-    rows = [history]
-    applicable = []
-    for lever in LEVERS:
-        changed, applies = changed_history(scorer, history, lever)
-        if applies[0]:
-            rows.append(changed)
-            applicable.append(lever)
-    stacked = np.vstack(rows)
+    now = pd.DataFrame(history, columns=scorer.columns, index=pd.Index([member_id], name="entity_id"))
+    t = time.perf_counter()
+    con, bases = follow.scoped_connection(paths.clean, [member_id], as_of)
+    if timings is not None:
+        timings["scope"] = time.perf_counter() - t
+    try:
+        recomputed = follow_all(con, bases, pd.Series(pd.Timestamp(as_of), index=now.index), now,
+                                timings=timings, worlds=True)
+    finally:
+        con.close()
+    followed = [(LEVERS_BY_CODE[c], f) for c, f in recomputed.items() if len(f)]
+    stacked = np.vstack([history, *(f[scorer.columns].to_numpy(dtype=np.float64)
+                                    for _, f in followed)])
     m = len(stacked)
     scores = scorer.decide(SUBJECT, stacked, np.full(m, float(REFERENCE_AMOUNT_VND)),
                            np.full(m, float(REFERENCE_TERM_MONTHS))).score
-    col = {c: i for i, c in enumerate(scorer.columns)}
-    actions = [Action(code=lv.code, text_vi=lv.text_vi, text_en=lv.text_en, feature=lv.feature,
-                      current=_finite(history[0, col[lv.feature]]),
-                      target=_finite(stacked[i + 1, col[lv.feature]]),
+    actions = [Action(code=lv.code, kind=lv.kind, kind_vi=lv.kind_vi, kind_en=lv.kind_en,
+                      text_vi=lv.text_vi, text_en=lv.text_en, feature=lv.feature,
+                      current=_finite(now.iloc[0][lv.feature]),
+                      target=_finite(f.iloc[0][lv.feature]),
                       score_now=float(scores[0]), score_after=float(scores[i + 1]),
                       gain=float(scores[i + 1] - scores[0]))
-               for i, lv in enumerate(applicable)]
+               for i, (lv, f) in enumerate(followed)]
     actions = sorted((a for a in actions if a.gain >= MIN_GAIN), key=lambda a: -a.gain)
     return [a.as_dict() for a in actions[:k]]

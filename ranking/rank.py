@@ -7,7 +7,8 @@ model input). The same reference for everyone makes scores comparable between me
 
 Vectorised: one history matrix (the snapshot's, or computed on DuckDB for an earlier date), one
 `Scorer.decide` call for all members with enough history, percentiles by a grouped rank, advice by
-`ranking.advice.advise_all` (one model call per lever). No Python loop per member for scoring.
+`ranking.advice.advise_all` (each lever followed in every member's raw rows: one feature-engine run
+and one model call per lever). No Python loop per member.
 
 History: one Parquet file per as-of date under `<home>/ranking/rankings/as_of=<date>/`; a rerun
 for the same date replaces that partition (idempotent), another date adds one, so each member has
@@ -171,16 +172,16 @@ def rank_members(paths: Paths, as_of: date | None = None,
     timings["score"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    say("advice: re-scoring the actionable levers")
-    if "repayment_months" not in col:
-        say("the snapshot predates repayment_months: REPAY_ON_TIME is not offered until it is "
-            "rebuilt (`coopscore features`)")
+    say("advice: following every lever in the raw data (one engine run per lever)")
     actions = {"code": np.full((n, N_ACTIONS), None, dtype=object),
                "score_after": np.full((n, N_ACTIONS), np.nan)}
     if len(ok):
-        got = advice.advise_all(scorer, history[ok], raw_score, k=N_ACTIONS)
+        steps: dict[str, float] = {}
+        got = advice.advise_all(scorer, paths.clean, ids[ok], as_of, history[ok], raw_score,
+                                k=N_ACTIONS, timings=steps)
         actions["code"][ok] = got["code"]
         actions["score_after"][ok] = got["score_after"]
+        say("advice steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
     timings["advice"] = time.perf_counter() - t
 
     t = time.perf_counter()
