@@ -182,6 +182,8 @@ class Action:
     kind: str
     kind_vi: str
     kind_en: str
+    kind_why_vi: str
+    kind_why_en: str
     text_vi: str
     text_en: str
     feature: str
@@ -353,7 +355,7 @@ def _paths_of(scorer) -> Paths:
 def advise(paths_or_scorer, member_id: str, as_of: date | None = None, k: int = 3,
            timings: dict | None = None) -> list[dict]:
     """The k actions that would raise this member's ranking score most, best first, each a dict
-    with code, kind (+ kind_vi, kind_en), text_vi, text_en, feature, current, target, score_now,
+    with code, kind (+ kind_vi, kind_en, kind_why_vi, kind_why_en), text_vi, text_en, feature, current, target, score_now,
     score_after, gain. Each action is followed in the member's raw rows and the features
     recomputed by the engine (`follow_all`, as the ranking run does); every score comes from
     `Scorer.decide`. [] when the member has not enough history to be scored or nothing realistic
@@ -387,6 +389,7 @@ def advise(paths_or_scorer, member_id: str, as_of: date | None = None, k: int = 
     scores = scorer.decide(SUBJECT, stacked, np.full(m, float(REFERENCE_AMOUNT_VND)),
                            np.full(m, float(REFERENCE_TERM_MONTHS))).score
     actions = [Action(code=lv.code, kind=lv.kind, kind_vi=lv.kind_vi, kind_en=lv.kind_en,
+                      kind_why_vi=KINDS[lv.kind].why_vi, kind_why_en=KINDS[lv.kind].why_en,
                       text_vi=lv.text_vi, text_en=lv.text_en, feature=lv.feature,
                       current=_finite(now.iloc[0][lv.feature]),
                       target=_finite(f.iloc[0][lv.feature]),
