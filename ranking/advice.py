@@ -18,9 +18,11 @@ What an action does (`Lever.kind`, shown apart on the member page):
 - "evidence": it gives lenders evidence (e-invoices, digital payments, regular recorded sales make
   the revenue verifiable); the business and its true risk do not change, only what lenders see.
 An evidence lever whose mass adoption would push the model's calibration out of the promotion
-gate's bound (governance.promotion.Gates.max_abs_calibration_in_the_large) is not offered: the
-measurement is `python -m benchmarks.advice_followed`, which writes CALIBRATION_FILE; this module
-reads the verdict from it (`suspended_levers`).
+gate's bound (governance.promotion.Gates.max_abs_calibration_in_the_large: the mean PD of the
+applicants moved by more than the bound, or calibration in the large after it outside the bound)
+is not offered: the measurement is `python -m benchmarks.advice_followed` on synthetic data with
+the true PD of every application, which writes CALIBRATION_FILE; this module reads the verdicts
+from it (`suspended_levers`), so no lever is suspended by hand.
 
 Never a lever (FIXED_FEATURES and data_contracts PROTECTED_ATTRIBUTES): tenure, capital, the
 cooperative's own health, the reference application, province, sector, gender, ethnicity,
@@ -138,11 +140,12 @@ LEVERS_BY_CODE = {lever.code: lever for lever in LEVERS}
 assert all(lever.kind in KINDS for lever in LEVERS)
 
 # Model inputs a member cannot (or must not be asked to) change: no action writes the rows they
-# come from (members, cooperatives, the cooperative's transactions, the application).
+# come from (members, cooperatives, the cooperative's transactions, the application). Not listed:
+# the cooperative's arrears rate, which counts the member's own loan-months too (REPAY_ON_TIME's
+# added months may fall in its 12-month window, as a year of on-time payments would).
 FIXED_FEATURES: frozenset[str] = frozenset({
     "tenure_years", "capital_contribution_vnd", "legal_capital_vnd", "member_count",
-    "coop_revenue_12m", "coop_revenue_trend_12m", "coop_members_in_arrears_rate",
-    "coop_arrears_rate_among_members",
+    "coop_revenue_12m", "coop_revenue_trend_12m",
     "requested_amount_vnd", "term_months", "loan_to_revenue", "instalment_to_net_inflow",
     "household_business", "harvest_season",
     *(f"sector_{s}" for s in MEMBER_SECTORS), *(f"coop_sector_{s}" for s in COOPERATIVE_SECTORS),

@@ -68,7 +68,12 @@ SMALL_SALE_MAX_VND = 200_000
 SMALL_SALE_MIN_VND = 10_000
 REPAY_HORIZON_MONTHS = 12
 KEYS = {"transactions": ("transaction_id",), "e_invoices": ("invoice_id",), "loans": ("loan_id",),
-        "repayments": ("loan_id", "month")}
+        "repayments": ("loan_id", "month"), "loan_applications": ("application_id",)}
+# The engine's sources, and the applications: the features never read them, but a loan must not be
+# disbursed before its application (data_contracts.rules), so an action that moves a disbursal
+# moves its application date with it.
+TABLES = (*engine.SOURCE_TABLES, "loan_applications")
+HELPER_COLUMNS = ("as_of", "age_days")
 # Columns of the rows an action may add, per table (the data contracts' columns).
 COLUMNS = {
     "transactions": ["transaction_id", "entity_type", "entity_id", "ts", "amount_vnd", "direction",
@@ -96,6 +101,7 @@ class History:
     loans: pd.DataFrame
     rep: pd.DataFrame
     now: pd.DataFrame
+    apps: pd.DataFrame  # the applications of `loans`
 
 
 def load_history(con: duckdb.DuckDBPyConnection, as_of: pd.Series, now: pd.DataFrame) -> History:
@@ -126,9 +132,13 @@ def load_history(con: duckdb.DuckDBPyConnection, as_of: pd.Series, now: pd.DataF
             JOIN _follow_spine s ON l.entity_id = s.entity_id
             WHERE l.disbursal_date < s.as_of AND r.month < s.as_of
             ORDER BY l.entity_id, r.loan_id, r.month""").df()
+        apps = con.execute(f"""
+            SELECT a.* FROM loan_applications a JOIN loans l ON l.application_id = a.application_id
+            JOIN _follow_spine s ON l.entity_id = s.entity_id
+            WHERE l.entity_type = '{SUBJECT}' AND l.disbursal_date < s.as_of""").df()
     finally:
         con.unregister("_follow_spine")
-    return History(as_of=as_of, tx=tx, inv=inv, loans=loans, rep=rep, now=now)
+    return History(as_of=as_of, tx=tx, inv=inv, loans=loans, rep=rep, now=now, apps=apps)
 
 
 # -- what a lever does to the rows ------------------------------------------------------------------
@@ -159,8 +169,13 @@ def _change(removed: dict[str, pd.DataFrame], added: dict[str, pd.DataFrame]) ->
     return Change(members=members,
                   remove={t: f[[*KEYS[t], "entity_id"]].reset_index(drop=True)
                           for t, f in removed.items()},
-                  add={t: f[COLUMNS[t] + (["entity_id"] if "entity_id" not in COLUMNS[t] else [])]
+                  add={t: f[_columns(t, f) + (["entity_id"] if "entity_id" not in _columns(t, f) else [])]
                        .reset_index(drop=True) for t, f in added.items()})
+
+
+def _columns(table: str, frame: pd.DataFrame) -> list[str]:
+    """The table's own columns in `frame` (the contract's; for the applications, as read)."""
+    return COLUMNS.get(table) or [c for c in frame.columns if c not in HELPER_COLUMNS]
 
 
 def _hash_hex(keys: pd.Series, salt: str) -> pd.Series:
@@ -374,6 +389,12 @@ def repay_on_time(h: History) -> Change:
     new_loans = oldest.copy()
     new_loans["disbursal_date"] = oldest["disbursal_date"] - pd.DateOffset(months=h_)
     new_loans["term_months"] = oldest["term_months"] + h_
+    # the application came before the (earlier) disbursal
+    apps = h.apps.merge(new_loans[["application_id", "disbursal_date"]], on="application_id")
+    apps = apps[apps["application_date"] > apps["disbursal_date"]]
+    new_apps = apps.drop(columns=["disbursal_date"]).copy()
+    new_apps["application_date"] = apps["disbursal_date"].to_numpy()
+    apps = apps.drop(columns=["disbursal_date"])
     # its disbursal (if the platform recorded it) moves with it
     disb = h.tx[(h.tx["category"] == "loan_disbursal")]
     disb = disb.merge(oldest[["entity_id", "principal_vnd", "disbursal_date"]], on="entity_id")
@@ -381,8 +402,9 @@ def repay_on_time(h: History) -> Change:
                 & ((disb["ts"].dt.normalize() - disb["disbursal_date"]).abs() <= pd.Timedelta(days=1))]
     new_disb = disb.copy()
     new_disb["ts"] = disb["ts"] - pd.DateOffset(months=h_)
-    return _change({"loans": oldest, "transactions": disb[COLUMNS["transactions"]]},
-                   {"loans": new_loans, "repayments": new_rep,
+    return _change({"loans": oldest, "transactions": disb[COLUMNS["transactions"]],
+                    "loan_applications": apps},
+                   {"loans": new_loans, "repayments": new_rep, "loan_applications": new_apps,
                     "transactions": pd.concat([pay_tx, new_disb[COLUMNS["transactions"]]],
                                               ignore_index=True)})
 
@@ -400,9 +422,10 @@ def _changed_relation(con: duckdb.DuckDBPyConnection, table: str, base: str,
         keys = " AND ".join(f"b.{k} = r.{k}" for k in KEYS[table])
         sql = f"SELECT b.* FROM {base} b ANTI JOIN _rm_{table}{tag} r ON {keys}"
     if added is not None and len(added):
-        con.register(f"_add_{table}{tag}", added[COLUMNS[table]])
         types = types or _types(con, base)
-        cols = ", ".join(f"CAST({c} AS {types[c]}) AS {c}" for c in COLUMNS[table])
+        columns = [c for c in _columns(table, added) if c in types]
+        con.register(f"_add_{table}{tag}", added[columns])
+        cols = ", ".join(f"CAST({c} AS {types[c]}) AS {c}" for c in columns)
         sql = f"{sql} UNION ALL BY NAME SELECT {cols} FROM _add_{table}{tag}"
     return sql
 
@@ -414,9 +437,10 @@ def _types(con: duckdb.DuckDBPyConnection, base: str) -> dict[str, str]:
 def overlay(con: duckdb.DuckDBPyConnection, bases: dict[str, str], change: Change | None) -> None:
     """(Re)define the engine's source tables on `con`: each base relation minus the change's
     removed rows plus its added ones. `bases` maps a table to the SQL relation holding its rows."""
-    for table in engine.SOURCE_TABLES:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS "
-                    f"{_changed_relation(con, table, bases[table], change)}")
+    for table in TABLES:
+        if table in bases:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS "
+                        f"{_changed_relation(con, table, bases[table], change)}")
 
 
 # The ids a world renames, per table: every id the engine joins on, so that no row of one world
@@ -458,7 +482,7 @@ def recompute_worlds(con: duckdb.DuckDBPyConnection, bases: dict[str, str],
 
 def parquet_bases(clean_dir: Path) -> dict[str, str]:
     out = {}
-    for table in engine.SOURCE_TABLES:
+    for table in TABLES:
         path = Path(clean_dir) / f"{table}.parquet"
         if not path.exists():
             raise FileNotFoundError(
@@ -501,7 +525,10 @@ def scoped_connection(clean_dir: Path, member_ids: list[str], as_of: date
     loans = [r[0] for r in con.execute("SELECT loan_id FROM b_loans").fetchall()]
     con.execute(f"""CREATE TABLE b_repayments AS SELECT * FROM {src['repayments']}
         WHERE loan_id IN {_sql_list(loans)}""")
-    return con, {t: f"b_{t}" for t in engine.SOURCE_TABLES}
+    apps = [r[0] for r in con.execute("SELECT DISTINCT application_id FROM b_loans").fetchall()]
+    con.execute(f"""CREATE TABLE b_loan_applications AS SELECT * FROM {src['loan_applications']}
+        WHERE application_id IN {_sql_list(apps)}""")
+    return con, {t: f"b_{t}" for t in TABLES}
 
 
 def recompute(con: duckdb.DuckDBPyConnection, bases: dict[str, str], change: Change | None,

@@ -1,5 +1,6 @@
 """Members' digital ranking: every member ranked or told what is missing, percentiles, tiers,
-history, and advice that only touches what a member can change, scored by the real champion."""
+history, and advice that only touches what a member can change, followed in the raw data and
+scored by the real champion."""
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -198,33 +199,36 @@ def test_not_enough_data_keeps_what_is_missing(pipeline_home, run):
     assert advice.advise(pipeline_home, member) == []
 
 
-def test_levers_never_touch_protected_or_fixed_features(scorer, run):
+def test_levers_never_touch_protected_or_fixed_features(scorer, run, pipeline_home):
+    """A lever is an action on the member's own transactions, e-invoices and loan rows
+    (tests/test_advice_followed.py checks the rows): the features of the rows no action writes
+    (the member's profile, the cooperative, the protected attributes) never move."""
     protected = set(PROTECTED_ATTRIBUTES)
     assert protected <= advice.FIXED_FEATURES
     assert {"tenure_years", "capital_contribution_vnd", "coop_revenue_12m",
-            "coop_members_in_arrears_rate", "requested_amount_vnd"} <= advice.FIXED_FEATURES
-    hist = scorer.matrix["member"]
-    col = {c: i for i, c in enumerate(scorer.columns)}
+            "requested_amount_vnd"} <= advice.FIXED_FEATURES
+    assert not protected & set(scorer.columns)  # never even a model input
+    ranked = run.frame[run.frame["status"] == "ranked"]["member_id"].head(150).to_numpy()
+    matrix = scorer.matrix["member"][[scorer.row["member"][m] for m in ranked]]
+    now = pd.DataFrame(matrix, columns=scorer.columns, index=pd.Index(ranked, name="entity_id"))
+    import duckdb
+    from ranking import follow
+    con = duckdb.connect()
+    got = advice.follow_all(con, follow.parquet_bases(pipeline_home.clean),
+                            pd.Series(pd.Timestamp(scorer.snapshot_date), index=now.index), now,
+                            levers=advice.LEVERS)
+    fixed = [c for c in scorer.columns if c in advice.FIXED_FEATURES]
+    assert "tenure_years" in fixed and "coop_revenue_12m" in fixed
     for lever in advice.LEVERS:
-        changed = set(lever.change({c: hist[:, i] for c, i in col.items()}))
-        assert not changed & advice.FIXED_FEATURES, lever.code
-        assert not changed & protected, lever.code
-        assert lever.feature in changed and all(f in FEATURES_BY_NAME for f in changed)
-        # on real rows, only the declared columns move
-        new, applies = advice.changed_history(scorer, hist, lever)
-        moved = {scorer.columns[j] for j in np.flatnonzero(
-            ~((new == hist) | (np.isnan(new) & np.isnan(hist))).all(axis=0))}
-        assert moved <= changed, (lever.code, moved - changed)
-        assert lever.text_vi and lever.text_en
-
-
-def _independent_score(scorer, history_row):
-    d = scorer.decide("member", history_row[None, :], np.array([50_000_000.0]), np.array([12.0]))
-    return float(d.score[0])
+        frame = got[lever.code]
+        assert len(frame), lever.code
+        before, after = now.loc[frame.index, fixed], frame[fixed].astype(float)
+        same = (before.to_numpy() == after.to_numpy()) | (before.isna().to_numpy() & after.isna().to_numpy())
+        assert same.all(), (lever.code, [c for c, ok in zip(fixed, same.all(axis=0)) if not ok])
+        assert lever.feature in FEATURES_BY_NAME and lever.text_vi and lever.text_en
 
 
 def test_advice_is_rescored_by_the_champion_and_sorted(pipeline_home, scorer, run):
-    col = {c: i for i, c in enumerate(scorer.columns)}
     ranked = run.frame[run.frame["status"] == "ranked"]
     with_actions = ranked[ranked["action_1"].notna()]
     assert len(with_actions) > 0
@@ -235,18 +239,13 @@ def test_advice_is_rescored_by_the_champion_and_sorted(pipeline_home, scorer, ru
         gains = [a["gain"] for a in actions]
         assert all(g >= advice.MIN_GAIN > 0 for g in gains) and gains == sorted(gains, reverse=True)
         row = scorer.matrix["member"][scorer.row["member"][member]]
+        now = scorer.decide("member", row[None, :], np.array([50_000_000.0]), np.array([12.0])).score[0]
         for a in actions:
-            assert set(a) >= {"code", "text_vi", "text_en", "current", "target", "score_now",
-                              "score_after", "gain"}
-            lever = advice.LEVERS_BY_CODE[a["code"]]
-            # recompute independently: apply the lever to the snapshot row, score it via decide
-            changed = row.copy()
-            for feature, value in lever.change({c: row[[i]] for c, i in col.items()}).items():
-                changed[col[feature]] = value[0]
-            assert a["score_after"] == pytest.approx(_independent_score(scorer, changed), abs=1e-9)
-            assert a["score_now"] == pytest.approx(_independent_score(scorer, row), abs=1e-9)
+            assert set(a) >= {"code", "kind", "kind_vi", "kind_en", "text_vi", "text_en", "current",
+                              "target", "score_now", "score_after", "gain"}
+            assert a["score_now"] == pytest.approx(now, abs=1e-9)
             assert a["gain"] == pytest.approx(a["score_after"] - a["score_now"])
-            assert a["target"] == pytest.approx(changed[col[a["feature"]]])
+            assert a["kind"] == advice.LEVERS_BY_CODE[a["code"]].kind
         # the batch run's actions are the same ones, with the same score after (rounded to 0.1)
         r = with_actions.set_index("member_id").loc[member]
         assert [r[f"action_{j + 1}"] for j in range(len(actions))] == [a["code"] for a in actions]
@@ -269,51 +268,8 @@ def test_month_starts():
                                                        date(2026, 1, 1)]
 
 
-# -- REPAY_ON_TIME models the next instalments, not a rewritten past ------------------------------
-def _repay_rows(scorer):
-    col = {c: i for i, c in enumerate(scorer.columns)}
-    hist = scorer.matrix["member"]
-    hist = hist[scorer.enough_history(hist)]
-    late = hist[hist[:, col["repayment_on_time_rate"]] < 1]  # a loan history with some delay
-    assert len(late) > 0, "the fixture should hold members who once repaid late"
-    return col, late
-
-
-def test_repay_lever_blends_the_next_instalments_with_the_history(scorer):
-    col, late = _repay_rows(scorer)
-    lever = advice.LEVERS_BY_CODE["REPAY_ON_TIME"]
-    new, applies = advice.changed_history(scorer, late, lever)
-    assert applies.all()
-    rate, months = late[:, col["repayment_on_time_rate"]], late[:, col["repayment_months"]]
-    h = advice.REPAY_HORIZON_MONTHS
-    blended = (rate * months + h) / (months + h)
-    # the blended rate, not the whole-history overwrite to 1.0 of the old lever
-    np.testing.assert_allclose(new[:, col["repayment_on_time_rate"]], blended, rtol=0, atol=1e-12)
-    assert (new[:, col["repayment_on_time_rate"]] < 1).all()
-    # a past delay stays in the record
-    np.testing.assert_array_equal(new[:, col["worst_days_past_due"]], late[:, col["worst_days_past_due"]])
-    # no loan history, nothing to blend: the lever does not apply
-    none = scorer.matrix["member"][scorer.matrix["member"][:, col["repayment_months"]] == 0][:50]
-    assert len(none) and not advice.changed_history(scorer, none, lever)[1].any()
-
-
-def test_repay_lever_moves_a_long_history_less_than_a_short_one(scorer):
-    col, late = _repay_rows(scorer)
-    lever = advice.LEVERS_BY_CODE["REPAY_ON_TIME"]
-    gains = {}
-    for months in (4, 40):  # the same members, the same 75% on-time record, 4 or 40 instalments
-        rows = late[:30].copy()
-        rows[:, col["repayment_on_time_rate"]] = 0.75
-        rows[:, col["repayment_months"]] = months
-        new, _ = advice.changed_history(scorer, rows, lever)
-        move = new[:, col["repayment_on_time_rate"]] - 0.75
-        assert move == pytest.approx(np.full(len(rows), 0.25 * 12 / (months + 12)))
-        gains[months] = (advice.score_history(scorer, new, 50_000_000, 12)
-                         - advice.score_history(scorer, rows, 50_000_000, 12))
-    assert (gains[4] >= gains[40] - 1e-9).all()  # the rate is monotone in the model
-    assert (gains[4] > gains[40]).any()
-
-
+# -- REPAY_ON_TIME adds the next instalments, never a rewritten past -----------------------------
+# (the rows and the blended rate: tests/test_advice_followed.py)
 def test_repay_lever_says_its_horizon():
     lever = advice.LEVERS_BY_CODE["REPAY_ON_TIME"]
     assert advice.REPAY_HORIZON_MONTHS == 12
