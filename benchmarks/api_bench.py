@@ -107,6 +107,21 @@ def bank_and_consents(paths: Paths, member_ids: list[str]) -> tuple[str, dict]:
     return token, {"audit_200_before": before}
 
 
+def register_challenger(paths: Paths) -> str:
+    """Alias a second version of the champion's artifacts `challenger`: the shadow scores it beside the
+    champion, at the cost of any challenger of the same shape (the comparison itself is not measured)."""
+    from mlflow import MlflowClient
+    from governance.promotion import CHALLENGER
+    from training import registry
+
+    registry.use_store(paths)
+    client = MlflowClient()
+    champion = registry.champion_version("member")
+    created = client.create_model_version("coopscore-member", champion.source, run_id=champion.run_id)
+    client.set_registered_model_alias("coopscore-member", CHALLENGER, str(created.version))
+    return str(created.version)
+
+
 def bodies_for(paths: Paths, n: int) -> list[dict]:
     frame, _ = sample_applications(paths, n, seed=7)
     return [{"subject_type": "member", "subject_id": r.subject_id,
@@ -130,12 +145,28 @@ def http_batch(base: str, headers: dict, bodies: list[dict], repeats: int = 5) -
             "min_ms": float(min(ms))}
 
 
+def metric_sum(base: str, name: str, having: str) -> int:
+    """The sum over a Prometheus counter's series on GET /metrics whose labels contain `having`."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{") and having in line))
+
+
+def shadow_row(label: str, r: dict | None) -> str:
+    if r is None:
+        return f"| {label} | (no run at {TARGET_RATE:.0f}/s) | | | | | | | | | |"
+    errors = ", ".join(f"{k}: {v}" for k, v in sorted(r["errors_by_status"].items())) or "none"
+    return (f"| {label} | {r['target_rate_per_s']:.0f} | {r['duration_s']:.0f} | {r['sent']:,} | "
+            f"{r['achieved_per_s']:.1f} | {fmt(r['p50_ms'])} | {fmt(r['p95_ms'])} | {fmt(r['p99_ms'])} | "
+            f"{fmt(r['max_ms'])} | {errors} | {fmt(r['send_lag_p99_ms'])} |")
+
+
 def fmt(value, spec=".1f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
 def write_report(out: Path, m: dict, setup: dict, loads: list[dict], naive: dict, batch_http: dict,
-                 batch: dict, audit: dict) -> None:
+                 batch: dict, audit: dict, shadow: dict) -> None:
     def load_row(r):
         errors = ", ".join(f"{k}: {v}" for k, v in sorted(r["errors_by_status"].items())) or "none"
         return (f"| {r['target_rate_per_s']:.0f} | {r['duration_s']:.0f} | {r['sent']:,} | "
@@ -182,6 +213,20 @@ request's scheduled send time, so queueing in the server shows in the percentile
 {chr(10).join(load_row(r) for r in loads)}
 
 Reading: {target_line} {lag_line}
+
+## The challenger in the shadow: the same load with the shadow switched off
+
+The runs above score the `challenger` (version {shadow['challenger']}) beside the champion on every scored
+answer (serving/shadow.py, after the answer, in a thread of its own). A second server with
+`COOPSCORE_SHADOW=0` took the same load at {TARGET_RATE:.0f} req/s in the same run:
+
+| shadow | target (req/s) | duration (s) | sent | achieved (req/s) | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | errors by status | send lag p99 (ms) |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+{shadow['on_row']}
+{shadow['off_row']}
+
+Shadow rows recorded during the load runs: {shadow['rows']:,} for {shadow['answers']:,} answers with status 200
+(answers with insufficient history are not shadowed); skipped for a full queue: {shadow['skipped']}.
 
 ## Naive baseline, in process, on the same bodies
 
@@ -248,6 +293,8 @@ def main() -> None:
         ids = sorted({b["subject_id"] for b in bodies + batch_bodies})
         say(f"bank {BANK} and consents for {len(ids):,} members ...")
         token, audit = bank_and_consents(paths, ids)
+        challenger = register_challenger(paths)
+        say(f"challenger (shadowed): version {challenger}")
         headers = {"Authorization": f"Bearer {token}"}
         rate_limit = "100000/200000"
         setup = {"members": args.members, "cooperatives": args.cooperatives, "consented": len(ids),
@@ -270,15 +317,31 @@ def main() -> None:
                     f"p99 {fmt(r['p99_ms'])} ms, errors {r['errors_by_status']}, send lag p99 "
                     f"{fmt(r['send_lag_p99_ms'])} ms")
             from records import Records
+            time.sleep(2.0)  # the shadow thread finishes what is queued
             with Records(paths) as records:
                 audit_200 = records.audit_count(bank_id=BANK, http_status=200) - audit["audit_200_before"]
+                shadow_rows = len(records.shadow_rows("member", challenger))
             audit = {"audit_200": audit_200, "client_200": client_200, "equal": audit_200 == client_200}
-            say(f"audit: {audit}")
+            say(f"audit: {audit}; shadow rows {shadow_rows:,}")
+            skipped = metric_sum(base, "coopscore_shadow_scores_total", 'outcome="skipped"')
             say("one batch call of 1,000 applications over HTTP (5 times) ...")
             batch_http = http_batch(base, headers, batch_bodies)
             say(f"  {batch_http}")
         finally:
             stop_server(proc)
+        on = next((r for r in loads if r["target_rate_per_s"] == TARGET_RATE), None)
+        off = None
+        if on is not None:
+            say(f"the same load at {TARGET_RATE:.0f} req/s with the shadow off (COOPSCORE_SHADOW=0) ...")
+            proc, base = start_server(home, env={"COOPSCORE_RATE_LIMIT": rate_limit, "COOPSCORE_SHADOW": "0"},
+                                      log_path=home / "bench-server-noshadow.log")
+            try:
+                load_test(base, bodies[:200], 20, 5, headers=headers)
+                off = load_test(base, bodies, TARGET_RATE, args.duration, headers=headers)
+                say(f"  shadow off: p50 {fmt(off['p50_ms'])} p99 {fmt(off['p99_ms'])} ms; shadow on: "
+                    f"p50 {fmt(on['p50_ms'])} p99 {fmt(on['p99_ms'])} ms")
+            finally:
+                stop_server(proc)
         say(f"naive baseline on {args.naive_requests} of the same bodies ...")
         naive = naive_baseline(paths, bodies[:args.naive_requests])
         say(f"  naive p50 {fmt(naive['naive']['p50_ms'])} ms, scorer p50 {fmt(naive['scorer']['p50_ms'], '.2f')} ms")
@@ -286,7 +349,9 @@ def main() -> None:
         batch = batch_throughput(paths, args.batch_rows, work_dir=Path(tmp))
         say(f"  {args.batch_rows:,} rows in {batch['score_file_s']:.1f} s, naive extrapolated "
             f"{batch['naive_extrapolated_s']:.0f} s")
-    write_report(args.out, m, setup, loads, naive, batch_http, batch, audit)
+    shadow = {"challenger": challenger, "rows": shadow_rows, "answers": audit["client_200"],
+              "skipped": skipped, "on_row": shadow_row("on", on), "off_row": shadow_row("off", off)}
+    write_report(args.out, m, setup, loads, naive, batch_http, batch, audit, shadow)
 
 
 if __name__ == "__main__":

@@ -724,8 +724,10 @@ def promote_cmd(subject: str = typer.Option("member", help="member or cooperativ
 
     gates = Gates(max_calibration_in_the_large, max_ece, max_feature_psi, max_approval_rate_gap)
     try:
+        version = version or _newest_version(get_paths(), subject)
+        shadow = _shadow_report(get_paths(), subject, version)  # the gates read the live evidence too
         with console.status("evaluating the challenger and the champion out of time"):
-            decision = promote(get_paths(), subject, version, gates, override=override)
+            decision = promote(get_paths(), subject, version, gates, override=override, shadow=shadow)
     except LookupError as exc:
         fail(str(exc))
     table = Table("gate", "result", "detail", title=f"coopscore-{subject} version {decision.version}")
@@ -738,6 +740,88 @@ def promote_cmd(subject: str = typer.Option("member", help="member or cooperativ
         console.print("promoted to champion")
     else:
         _print_refusal(decision)
+
+
+def _newest_version(paths: Paths, subject: str) -> str:
+    from mlflow import MlflowClient
+    from training import registry
+
+    registry.use_store(paths)
+    versions = MlflowClient().search_model_versions(f"name='{registry.model_name(subject)}'")
+    if not versions:
+        raise LookupError(f"no registered {subject} model: run `coopscore train` first.")
+    return str(max(int(v.version) for v in versions))
+
+
+def _shadow_report(paths: Paths, subject: str, version: str, since: date | None = None):
+    """The version's shadow report from the service's records, or None when it has no shadow rows."""
+    import pandas as pd
+    from evaluation.shadow import shadow_report
+    from records import Records
+
+    with Records(paths) as records:
+        rows = records.shadow_rows(subject, version, since)
+    return shadow_report(pd.DataFrame(rows), subject) if rows else None
+
+
+@app.command("shadow-report")
+def shadow_report_cmd(subject: str = typer.Option("member", help="member or cooperative"),
+                      version: Optional[str] = typer.Option(
+                          None, help="The challenger version (default: the one aliased `challenger`)"),
+                      since: Optional[str] = typer.Option(None, help="Only answers from this date (YYYY-MM-DD)"),
+                      as_json: bool = typer.Option(False, "--json", help="Print the report as JSON")) -> None:
+    """How the challenger, scored in the shadow on live traffic, compares with the champion."""
+    import json
+
+    from governance.promotion import Gates, shadow_gate
+    from scoring.shadow import challenger_version
+    from training import registry
+
+    paths = get_paths()
+    start = None
+    if since:
+        try:
+            start = date.fromisoformat(since)
+        except ValueError:
+            fail(f"--since must be a date as YYYY-MM-DD, not {since!r}")
+    if version is None:
+        registry.use_store(paths)
+        found = challenger_version(subject)
+        if found is None:
+            fail(f"no {subject} version is aliased `challenger` in the registry: pass --version, or "
+                 "train one (`coopscore train`), which the gates alias `challenger` when they refuse it")
+        version = found[0]
+    report = _shadow_report(paths, subject, version, start)
+    if report is None:
+        fail(f"no shadow answers recorded for coopscore-{subject} version {version}"
+             + (f" since {since}" if since else "") + ": the service scores the `challenger` beside the "
+             "champion once it is aliased (COOPSCORE_SHADOW=1, the default); check GET /v1/status.")
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+
+    def ci(e, pct: bool = False) -> str:
+        f = (lambda x: f"{x:+.1%}") if pct else (lambda x: f"{x:.3f}")
+        return f"{f(e.value)} [{f(e.low)}, {f(e.high)}]"
+
+    table = Table("measure", "value [95% interval]",
+                  title=f"coopscore-{subject} version {version} in the shadow of "
+                        f"{', '.join(report.champion_versions)} ({report.n} answers, {report.first_at} to {report.last_at})")
+    table.add_row("same grade", f"{report.grade_agreement.value:.1%} [{report.grade_agreement.low:.1%}, "
+                                f"{report.grade_agreement.high:.1%}]")
+    table.add_row("rank correlation (Spearman)", ci(report.rank_correlation))
+    table.add_row(f"approved at PD <= {report.cutoff_pd:.0%}",
+                  f"champion {report.approval_champion:.1%}, challenger {report.approval_challenger:.1%}")
+    table.add_row("approval-rate change", ci(report.approval_change, pct=True))
+    table.add_row("mean PD change", ci(report.mean_pd_change))
+    console.print(table)
+    migration = Table("champion \\ challenger", *report.migration.columns.astype(str),
+                      title="grade migration (answers)")
+    for grade, row in report.migration.iterrows():
+        migration.add_row(str(grade), *(str(int(v)) for v in row))
+    console.print(migration)
+    gate = shadow_gate(report, Gates())
+    console.print(f"shadow gate: {'pass' if gate.passed else '[red]FAIL[/]'}: {gate.detail}")
 
 
 @app.command("rollback")

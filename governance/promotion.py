@@ -50,6 +50,9 @@ class Gates:
     max_gap_widening: float = 0.0
     min_defaults_per_group: int = fairness.MIN_DEFAULTS_TO_JUDGE
     require_pinned_calibration: bool = True
+    # the shadow (live traffic): refuse a challenger whose approval rate at the operating cut-off moves
+    # by more than this on the champion's own applicants, judged on the interval (evaluation/shadow.py)
+    max_shadow_approval_shift: float = 0.10
 
 
 GATE_MIN_BOOT = 500  # the fewest bootstrap resamples a gate's interval rests on
@@ -204,8 +207,28 @@ def fairness_gate(challenger: pd.DataFrame, champion: pd.DataFrame | None, gates
     return GateResult("fairness", tripped.empty, detail, table)
 
 
+def shadow_gate(report, gates: Gates) -> GateResult:
+    """Refuse a challenger whose approval rate on live traffic, scored in the shadow beside the
+    champion, moves by more than `max_shadow_approval_shift` for certain (the whole 95% interval
+    outside the bound). No shadow rows: the gate cannot judge and says so (a new challenger has
+    not met live traffic yet); it does not refuse."""
+    if report is None:
+        return GateResult("shadow", True, "no shadow answers recorded for this version: the gate did "
+                          "not run (alias it `challenger` and let the service score beside the champion)")
+    change, bound = report.approval_change, gates.max_shadow_approval_shift
+    tripped = change.low > bound or change.high < -bound
+    table = pd.DataFrame([{"gate": "shadow", "check": "approval_rate_change", "group_column": None,
+                           "value": change.value, "low": change.low, "high": change.high, "bound": bound,
+                           "verdict": "trips" if tripped else "holds", "trips": tripped, "too_small": False}])
+    return GateResult("shadow", not tripped,
+                      f"on {report.n} live answers: approval rate {report.approval_champion:.1%} -> "
+                      f"{report.approval_challenger:.1%} (change {change.value:+.3f} [{change.low:+.3f}, "
+                      f"{change.high:+.3f}], bound ±{bound}); same grade {report.grade_agreement.value:.1%}, "
+                      f"rank correlation {report.rank_correlation.value:.3f}", table)
+
+
 def check_gates(challenger, champion, gates: Gates, n_boot: int = 500,
-                seed: int = 0) -> list[GateResult]:
+                seed: int = 0, shadow=None) -> list[GateResult]:
     """Run every gate on the challenger's evaluation, against the champion's when there is one.
 
     Either evaluation may be a ChampionEvaluation or a ModelEvaluation; the AUC and fairness gates
@@ -236,15 +259,17 @@ def check_gates(challenger, champion, gates: Gates, n_boot: int = 500,
                               "re-evaluate with the current coopscore"))
     else:
         out.append(fairness_gate(frame, champ_frame, gates, n_boot=n_boot, seed=seed))
+    out.append(shadow_gate(shadow, gates))
     return out
 
 
 def promote(paths: Paths, subject: str, version: str | None = None, gates: Gates = Gates(),
-            n_boot: int = 200, override: str | None = None) -> Decision:
+            n_boot: int = 200, override: str | None = None, shadow=None) -> Decision:
     """Evaluate `version` (default: the newest) against the champion and move the aliases.
 
     `override` is the model owner's written reason to promote despite failed gates (for example a
-    first champion on a young platform); it is recorded on the version next to the failed gates."""
+    first champion on a young platform); it is recorded on the version next to the failed gates.
+    `shadow` is the version's `evaluation.shadow.ShadowReport` on live traffic, when it has one."""
     if override is not None and not override.strip():
         raise LookupError("an override needs a reason: say why the failed gates are accepted.")
     registry.use_store(paths)
@@ -264,7 +289,9 @@ def promote(paths: Paths, subject: str, version: str | None = None, gates: Gates
     champion = _evaluate(paths, subject, name, str(current.version), n_boot) if current else None
     # the gates' own resamples are cheap (0.3 s for 500 on 2,000 applications): at least 500, so
     # that a percentile bound does not move with the seed
-    results = check_gates(challenger, champion, gates, n_boot=max(n_boot, GATE_MIN_BOOT))
+    if shadow is not None and str(shadow.challenger_version) != version:
+        raise LookupError(f"the shadow report is of version {shadow.challenger_version}, not {version}")
+    results = check_gates(challenger, champion, gates, n_boot=max(n_boot, GATE_MIN_BOOT), shadow=shadow)
     passed = all(r.passed for r in results)
     promoted = passed or override is not None
     for r in results:
@@ -284,6 +311,11 @@ def promote(paths: Paths, subject: str, version: str | None = None, gates: Gates
         if current is not None:
             client.set_registered_model_alias(name, PREVIOUS, current.version)
         client.set_registered_model_alias(name, registry.CHAMPION, version)
+        try:  # a challenger that becomes champion is no longer a challenger (the shadow stops)
+            if str(client.get_model_version_by_alias(name, CHALLENGER).version) == version:
+                client.delete_registered_model_alias(name, CHALLENGER)
+        except mlflow.exceptions.MlflowException:
+            pass  # no challenger alias
     else:
         client.set_registered_model_alias(name, CHALLENGER, version)
     return Decision(subject, version, promoted, results,

@@ -30,8 +30,8 @@ from settings.paths import Paths, get_paths
 from records import chain
 from records.db import RecordsError, database_url, masked, open_engine
 from records.migrations import ensure_schema
-from records.tables import (api_keys, audit_chain_head, audit_log, banks, consents, member_links,
-                                    web_sessions)
+from records.tables import (SHADOW_FIELDS, api_keys, audit_chain_head, audit_log, banks, consents, member_links,
+                           shadow_scores, web_sessions)
 
 LENDER_SCOPES = {
     "scores:read": "score single applications",
@@ -730,6 +730,30 @@ class Records:
             query = query.where(audit_log.c[name] == value)
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one()
+
+    # ---- shadow scores (the challenger beside the champion) -------------------------------------
+    def append_shadow(self, rows: list[dict]) -> int:
+        """Record what the challenger would have answered (one dict per shadowed answer, every field of
+        `tables.SHADOW_FIELDS`); one transaction; returns the count."""
+        if not rows:
+            return 0
+        missing = sorted(set(SHADOW_FIELDS) - set(rows[0]))
+        if missing:
+            raise ValueError(f"a shadow row needs {', '.join(missing)}")
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(shadow_scores.insert(), [{k: r[k] for k in SHADOW_FIELDS} for r in rows])
+        return len(rows)
+
+    def shadow_rows(self, subject_type: str, challenger_version: str | None = None,
+                    since: datetime | date | None = None) -> list[dict]:
+        """Recorded shadow rows of a subject type, oldest first (one challenger version, from a date)."""
+        query = select(shadow_scores).where(shadow_scores.c.subject_type == subject_type)
+        if challenger_version is not None:
+            query = query.where(shadow_scores.c.challenger_version == str(challenger_version))
+        if since is not None:
+            query = query.where(shadow_scores.c.at >= _utc(since))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(shadow_scores.c.id)).all()]
 
     # ---- console sessions ---------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (BigInteger, CheckConstraint, Column, Date, DateTime, ForeignKey, Index, Integer, MetaData,
-                        String, Table, Text, TypeDecorator)
+from sqlalchemy import (BigInteger, CheckConstraint, Column, Date, DateTime, Float, ForeignKey, Index, Integer,
+                        MetaData, String, Table, Text, TypeDecorator)
 
 
 class UtcDateTime(TypeDecorator):
@@ -129,3 +129,26 @@ member_links = Table(
     Column("version", Integer, nullable=False),
     Column("changed_at", UtcDateTime, nullable=False),
 )
+
+# What the `challenger` version would have answered, beside the champion's answer (serving/shadow.py)
+shadow_scores = Table(
+    "shadow_scores", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("subject_type", String(16), nullable=False),
+    Column("subject_id", String(64), nullable=False),
+    Column("as_of_date", Date, nullable=False),
+    Column("amount_vnd", BigInteger, nullable=False),
+    Column("term_months", Integer, nullable=False),
+    Column("champion_version", String(32), nullable=False),
+    Column("champion_pd", Float, nullable=False),
+    Column("champion_score", Float, nullable=False),
+    Column("champion_grade", String(4), nullable=False),
+    Column("challenger_version", String(32), nullable=False),
+    Column("challenger_pd", Float, nullable=False),
+    Column("challenger_score", Float, nullable=False),
+    Column("challenger_grade", String(4), nullable=False),
+    Index("ix_shadow_subject_version_at", "subject_type", "challenger_version", "at"),
+)
+SHADOW_FIELDS = tuple(c.name for c in shadow_scores.columns if c.name != "id")

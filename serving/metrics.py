@@ -81,6 +81,9 @@ class _Metrics:
                                        "not be loaded, or registry checks that failed", ["subject", "stage"])
         self.rate_limited = counter("coopscore_rate_limited", "Requests refused by the rate limit "
                                     "(429), by route template", ["endpoint"])
+        self.shadow = counter("coopscore_shadow_scores", "Answers the challenger was scored on in the "
+                              "shadow, by outcome: recorded, skipped (queue full: the answers come "
+                              "first), failed (scoring or writing)", ["subject", "outcome"])
 
 
 @cache
@@ -240,3 +243,9 @@ def relabel_endpoints(text: str, template: Callable[[str], str]) -> str:
     for index, value in values.items():
         out[index] = f"{out[index]} {value!r}"
     return "\n".join(out) + "\n"
+
+
+def shadowed(subject: str, outcome: str, count: int = 1) -> None:
+    """`recorded`, `skipped` or `failed` shadow scores (serving/shadow.py)."""
+    if count:
+        _m().shadow.labels(subject, outcome).inc(count)

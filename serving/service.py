@@ -52,6 +52,7 @@ from serving.body_limit import BodyLimit
 from serving.json_not_found import JsonNotFound
 from serving.model_watch import ChampionWatcher
 from serving.rate_limit import RateLimiter
+from serving.shadow import ShadowRecorder
 from records import PURPOSES, AuditEntry, NotAllowed, Principal, Records, RecordsError
 from serving.security_headers import SecurityHeaders
 from serving.web.app import web
@@ -204,6 +205,10 @@ class Access(BaseModel):
 class ServingStatus(BaseModel):
     models: dict[str, str | None] = Field(..., description="subject -> model version serving now")
     reload_failures: dict[str, str] = Field(..., description="subject -> version that failed to load, and why")
+    shadow: dict[str, str] = Field(default_factory=dict, description=(
+        "subject -> the `challenger` version scored in the shadow (empty: none, or the shadow is off)"))
+    shadow_failures: dict[str, str] = Field(default_factory=dict, description=(
+        "subject -> challenger version that could not be shadowed, and why"))
     snapshot_date: str
 
 
@@ -249,6 +254,9 @@ class CoopScore:
         limit.prepare(self.scorer)  # the monthly net inflows of the latest data, once, before serving
         self.disclosure = Disclosure(self.records, self.scorer.knows)
         self.audit_writer = AuditWriter(self.records)
+        # the challenger beside the champion, recorded after each answer by a thread of its own
+        self.shadow = (ShadowRecorder(self.scorer, self.records, SETTINGS.shadow_queue, SETTINGS.reload_seconds or 60.0)
+                       if SETTINGS.shadow else None)
         api.state.records, api.state.service = self.records, self
         api.state.limiter = RateLimiter.from_settings(processes=WORKERS)
         web.state.scorer, web.state.records, web.state.paths = self.scorer, self.records, paths
@@ -294,6 +302,8 @@ class CoopScore:
                                                            Scorer.features_used(answer), client_id)],
                                 request_id)
         request.state.outcome = answer.status
+        if self.shadow is not None:
+            self.shadow.submit(request_id, answer, body.application.amount_vnd, body.application.term_months)
         return _json(answer)
 
     async def score_many(self, body: schemas.BatchScoreRequest, request: Request,
@@ -346,6 +356,9 @@ class CoopScore:
                                                          Scorer.features_used(outcome), client_id))
                 out.append(outcome)
         await self._audit_async(entries, request_id)
+        if self.shadow is not None:
+            for item, item_id, outcome in zip(items, item_ids, results):
+                self.shadow.submit(item_id, outcome, item.application.amount_vnd, item.application.term_months)
         metrics.batch_items([metrics.outcome_of(r.status, r.error) if isinstance(r, ApiError) else r.status
                              for r in results])
         return _json(schemas.BatchScoreResponse.model_construct(request_id=request_id, results=out))
@@ -377,6 +390,8 @@ class CoopScore:
         """Which model versions serve now (no personal data)."""
         return ServingStatus(models={s: self.scorer.served_version(s) for s in SUBJECT_TYPES},
                              reload_failures=dict(self.watcher.status.failed),
+                             shadow=dict(self.shadow.models.versions) if self.shadow else {},
+                             shadow_failures=dict(self.shadow.models.failed) if self.shadow else {},
                              snapshot_date=self.scorer.snapshot_date.isoformat())
 
     # -- consents and the access log: the platform's own key only --------------------------------------

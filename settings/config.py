@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         "the most distinct as_of_date values one batch request may ask for"))
     batch_deadline_seconds: float = Field(50.0, ge=0, description=(
         "a batch still computing after this long is cancelled (503), under BentoML's 60 s timeout"))
+    shadow: bool = Field(True, description=(
+        "1 scores the registry's `challenger` version beside the champion on live traffic, off the "
+        "answer's critical path, and records both (serving/shadow.py); 0 switches it off"))
+    shadow_queue: int = Field(10_000, ge=1, description=(
+        "shadow items a worker may hold before it skips new ones (counted) rather than slow answers"))
     limit_target_pd: float = Field(0.08, gt=0, lt=1, description=(
         "the recommended limit's PD target: the largest amount whose PD stays at or under it "
         "(default 0.08, the grade-D operating cut-off; scoring/limit.py)"))
