@@ -18,6 +18,9 @@ to it (`lender_id` == the officer's bank id): another fund's application answers
 one (404), audited as a refusal. A row without the member's active consent for the fund shows its
 reference (id, date) and nothing personal; every row shown is audited (`serving/web/disclosure.py`).
 A decision is re-scored for the amount and term decided, and refused when the scorer refuses.
+Every page is in one language (`?lang=en`, else Vietnamese): words from `texts.py`, a vocabulary
+code by its label (`label(vocabulary, code)` in the templates, `data_contracts.labels`), a reason
+code only in a tooltip and the CSV (docs/web.md, "Every page speaks its language").
 """ 
 from __future__ import annotations
 
@@ -95,8 +98,7 @@ def render(request: Request, name: str, status: int = 200, lang: str | None = No
         query["lang"] = "en"
     html = _templates.get_template(name).render(
         lang=lang, t=lambda key, **kw: text(key, lang, **kw), prefix=_prefix(request),
-        label=lambda vocabulary, code: label(vocabulary, code, lang),
-        vi=lambda key, **kw: text(key, "vi", **kw), en=lambda key, **kw: text(key, "en", **kw),
+        label=lambda vocabulary, code: label(vocabulary, code, lang),  # a code's words (data_contracts.labels)
         switch_url=f"{_prefix(request)}{request.scope['path'][len(request.scope.get('root_path', '')):]}"
                    + (f"?{urlencode(query)}" if query else ""),
         switch_label="English" if lang == "vi" else "Tiếng Việt", switch_lang=other, **context)
