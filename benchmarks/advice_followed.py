@@ -88,14 +88,19 @@ def build_home(home: Path, members: int, cooperatives: int, seed: int) -> Paths:
 
 
 # -- 1. shown against real ----------------------------------------------------------------------------
-def shown_gains(scorer, paths: Paths, sample: int, seed: int) -> tuple[pd.DataFrame, dict]:
+def shown_gains(scorer, paths: Paths, sample: int, seed: int,
+                keep: Path | None = None) -> tuple[pd.DataFrame, dict]:
     """The member page's advice for `sample` random ranked members with an action on offer:
-    member_id, code, kind, score_now, score_after, gain (shown), page_ms; plus the changes."""
+    member_id, code, kind, score_now, score_after, gain (shown), page_ms; plus the changes.
+    `keep`: a Parquet file the frame is written to, and read from when it exists."""
     from ranking import advice, follow
     rng = np.random.default_rng(seed)
     matrix = scorer.matrix["member"]
     ids = scorer.ids["member"].to_numpy()[scorer.enough_history(matrix)]
     rows, changes = [], {}
+    if keep is not None and keep.exists():
+        rows = pd.read_parquet(keep).to_dict("records")
+        ids = []
     for member_id in rng.permutation(ids):
         t = time.perf_counter()
         actions = advice.advise(scorer, member_id)
@@ -109,6 +114,8 @@ def shown_gains(scorer, paths: Paths, sample: int, seed: int) -> tuple[pd.DataFr
         if len(rows) >= sample:
             break
     frame = pd.DataFrame(rows)
+    if keep is not None:
+        frame.to_parquet(keep, index=False)
     # the raw rows of each member's top action (the same action functions, on the clean rows)
     con = duckdb.connect()
     bases = follow.parquet_bases(paths.clean)
@@ -336,6 +343,12 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=300)
     parser.add_argument("--no-write", action="store_true",
                         help="do not update ranking/lever_calibration.json")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="report the calibration recorded in ranking/lever_calibration.json "
+                             "instead of measuring it again")
+    parser.add_argument("--shown", type=Path,
+                        help="keep the shown gains in this Parquet file (read it if it exists: "
+                             "the member page's advice for 300 members takes minutes)")
     args = parser.parse_args()
     from ranking import advice, rank
     with tempfile.TemporaryDirectory() as tmp:
@@ -346,18 +359,22 @@ def main() -> None:
                  "machine": machine(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
         scorer = rank.get_scorer(paths)
 
-        say("calibration when everyone follows each lever ...")
-        calib = calibration_drift(scorer, paths)
-        calib["measured"] = {"date": setup["date"], "members": args.members,
-                             "cooperatives": args.cooperatives, "seed": args.seed,
-                             "model_version": scorer.plans["member"].loaded.info.version,
-                             "command": "python -m benchmarks.advice_followed"}
-        if not args.no_write:
-            advice.CALIBRATION_FILE.write_text(json.dumps(calib, indent=2) + "\n", encoding="utf-8")
-            say(f"wrote {advice.CALIBRATION_FILE}")
+        if args.no_calibration:
+            calib = advice.calibration_record()
+        else:
+            say("calibration when everyone follows each lever ...")
+            calib = calibration_drift(scorer, paths)
+            calib["measured"] = {"date": setup["date"], "members": args.members,
+                                 "cooperatives": args.cooperatives, "seed": args.seed,
+                                 "model_version": scorer.plans["member"].loaded.info.version,
+                                 "command": "python -m benchmarks.advice_followed"}
+            if not args.no_write:
+                advice.CALIBRATION_FILE.write_text(json.dumps(calib, indent=2) + "\n",
+                                                   encoding="utf-8")
+                say(f"wrote {advice.CALIBRATION_FILE}")
 
         say(f"shown gains of {args.sample} members (the member page's advise) ...")
-        frame, changes = shown_gains(scorer, paths, args.sample, seed=7)
+        frame, changes = shown_gains(scorer, paths, args.sample, seed=7, keep=args.shown)
         result = real_gains(scorer, paths, frame, changes, Path(tmp) / "changed")
         gains = summary(result)
 
