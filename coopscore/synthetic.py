@@ -45,7 +45,13 @@ No real data exists for us, so this module writes a data set that conforms to
    the loan book is seasoned from the start, and loan features do not drift as the book grows.
 9. Each application is addressed to one lender (`vocabulary.LENDERS`: the demo bank about a third,
    the cooperative development funds the rest), drawn on its own stream.
-10. Optionally, the dirt real feeds have (duplicates, negative or absurd amounts, future timestamps,
+10. Optionally, a lender's past policy (`past_policy_decline_share`, off by default): an older
+   score (a noisy view of the same risk, recorded as `policy_score`) plus the officer's noise
+   declines that share of the in-window applications, and a small random share of those would-be
+   declines (`random_accept_share`) is funded anyway. A declined application stays in the
+   applications table with its decision and no label; it gets no loan, no repayments and no money;
+   the outcome it would have had is kept in the truth table only (`true_pd.outcome_if_funded`).
+11. Optionally, the dirt real feeds have (duplicates, negative or absurd amounts, future timestamps,
    unknown ids, missing fields, invalid values, application ids that are spreadsheet formulas,
    unknown lenders), counted per table and kind.
 
@@ -67,8 +73,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from coopscore import shifts
 from data_contracts import vocabulary as v
-from data_contracts.contracts import CONTRACTS, Contract
+from data_contracts.contracts import CONTRACTS, DECISIONS, Contract
 
 Progress = Callable[[str, float], None]
 
@@ -173,6 +180,15 @@ NEW_COOP_SHARE = 0.1  # cooperatives founded during the first NEW_COOP_MONTHS of
 NEW_COOP_MONTHS = 12
 LEGACY_MONTHS = 24
 LEGACY_COUNT_P = {MEMBER: [0.70, 0.25, 0.05], COOP: [0.35, 0.40, 0.25]}
+
+# The lender's past policy (step 10): its older score's own error and the officer's discretion around
+# the cut-off, both in log-odds; the older score weighs the drivers it saw (the latent
+# creditworthiness and the cooperative's health, which the platform's features carry only in part).
+POLICY_SCORE_NOISE = 0.3
+POLICY_DECISION_NOISE = 0.7
+POLICY_WEIGHTS = {"creditworthiness": 1.0, "cooperative_health": 1.0, "revenue_shock": 1.0,
+                  "leverage": 1.0, "burden": 1.0}
+FUNDED, DECLINED, RANDOM_ACCEPT = 0, 1, 2  # codes of data_contracts.contracts.DECISIONS
 
 MEMBER_DEFAULT_RATE = 0.065
 COOP_DEFAULT_RATE = 0.05
@@ -697,6 +713,30 @@ def drop_after_default(apps: pd.DataFrame, loans: pd.DataFrame,
     return keep
 
 
+def past_policy(rng: np.random.Generator, apps: pd.DataFrame, ent: pd.DataFrame, decline_share: float,
+                random_accept_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """A lender's past decisions (FUNDED / DECLINED / RANDOM_ACCEPT) and the older score it used.
+
+    The older score's log-odds weigh some of the true drivers (POLICY_WEIGHTS) plus its own error;
+    the officer adds noise; the worst `decline_share` of each borrower type (members, cooperatives)
+    is declined, and `random_accept_share` of those is funded at random. Acceptance depends on the
+    recorded score and on noise only, never on the outcome itself. The score is on points, higher
+    is safer: 500 - 40 log-odds."""
+    n = len(apps)
+    old = sum(w * apps[f"driver_{d}"].to_numpy() for d, w in POLICY_WEIGHTS.items())
+    old = old + POLICY_SCORE_NOISE * rng.standard_normal(n)
+    pressure = old + POLICY_DECISION_NOISE * rng.standard_normal(n)
+    kind = ent.kind.to_numpy()[apps.entity.to_numpy()]
+    declined = np.zeros(n, bool)
+    for k in (MEMBER, COOP):
+        mine = kind == k
+        if mine.any():
+            declined[mine] = pressure[mine] > np.quantile(pressure[mine], 1.0 - decline_share)
+    lucky = declined & (rng.random(n) < random_accept_share)
+    decision = np.where(lucky, RANDOM_ACCEPT, np.where(declined, DECLINED, FUNDED)).astype(np.int8)
+    return decision, np.round(500.0 - 40.0 * old, 1)
+
+
 def make_legacy_book(rng: np.random.Generator, ent: pd.DataFrame, since: np.ndarray,
                      shocks: np.ndarray, cal: Calendar
                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -888,7 +928,8 @@ def loan_transactions(rng: np.random.Generator, loans: pd.DataFrame, repayments:
     disb_day = (as_days - as_days.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64)
     t = paid.month.to_numpy()
     day = np.minimum(disb_day[loan] + rng.integers(0, 5, len(loan)), cal.days[t] - 1)
-    inside = np.flatnonzero(loans.d_month.to_numpy() >= 0)  # the legacy book's happened before
+    inside = np.flatnonzero((loans.d_month.to_numpy() >= 0)  # the legacy book's happened before
+                            & loans.get("funded", True))  # a declined application got no money
     n_l, n_r = len(inside), len(loan)
     office_hours = rng.integers(8 * 3600, 17 * 3600, n_l + n_r) * 10**9
     disb_ts = disbursal[inside] + office_hours[:n_l]
@@ -1002,7 +1043,9 @@ def loan_tables(apps: pd.DataFrame, loans: pd.DataFrame, repayments: pd.DataFram
     n = len(apps)
     legacy = apps.month.to_numpy() < 0  # applied before the data starts
     app_ids = _ids("HS", np.arange(1, n + 1), 8)
-    loan_ids = _ids("KV", np.arange(1, n + 1), 8)
+    decision = apps["decision"].to_numpy() if "decision" in apps else np.full(n, -1)
+    funded = decision != DECLINED  # only a funded application has a loan
+    loan_ids = _ids("KV", np.cumsum(funded), 8)  # numbered without gaps: KV + the loan's rank
     entity_type = _vocab(v.ENTITY_TYPES, ent.kind.to_numpy()[apps.entity.to_numpy()])
     entity_id = pc.take(entity_ids, pa.array(apps.entity.to_numpy()))
     return {
@@ -1013,18 +1056,26 @@ def loan_tables(apps: pd.DataFrame, loans: pd.DataFrame, repayments: pd.DataFram
             "requested_amount_vnd": apps.requested, "term_months": apps.term,
             "purpose": _vocab(v.LOAN_PURPOSES, apps.purpose),
             # the legacy book's outcome window lies before the platform's records: unknown
-            "default_12m": np.where(legacy, np.nan, apps.default.astype(np.float64))}),
+            # ... and a declined application's never happened
+            "default_12m": np.where(legacy | ~funded, np.nan, apps.default.astype(np.float64)),
+            "decision": pc.take(pa.array(DECISIONS), pa.array(decision.astype(np.int32),
+                                                              mask=decision < 0)),
+            "policy_score": (apps["policy_score"].to_numpy() if "policy_score" in apps
+                             else np.full(n, np.nan))}),
         "loans": to_table(CONTRACTS["loans"], {
-            "loan_id": loan_ids, "application_id": app_ids, "entity_type": entity_type,
-            "entity_id": entity_id, "disbursal_date": loans.disbursal, "principal_vnd": loans.principal,
-            "term_months": loans.term}),
+            "loan_id": loan_ids.filter(pa.array(funded)), "application_id": app_ids.filter(pa.array(funded)),
+            "entity_type": entity_type.filter(pa.array(funded)),
+            "entity_id": entity_id.filter(pa.array(funded)), "disbursal_date": loans.disbursal[funded],
+            "principal_vnd": loans.principal[funded], "term_months": loans.term[funded]}),
         "repayments": to_table(CONTRACTS["repayments"], {
             "loan_id": pc.take(loan_ids, pa.array(repayments.loan.to_numpy())),
             "month": repayments.month_end, "days_past_due": repayments.dpd,
             "amount_due_vnd": repayments.due, "amount_paid_vnd": repayments.paid}),
         "true_pd": to_table(CONTRACTS["true_pd"], {
             "application_id": app_ids.filter(pa.array(~legacy)), "true_pd": apps.true_pd[~legacy],
-            **{f"driver_{d}": apps[f"driver_{d}"][~legacy] for d in DRIVERS}}),
+            **{f"driver_{d}": apps[f"driver_{d}"][~legacy] for d in DRIVERS},
+            # the truth: what every application would have done if funded, declined ones included
+            "outcome_if_funded": apps.default.to_numpy()[~legacy].astype(np.float64)}),
     }
 
 
@@ -1198,7 +1249,9 @@ DIRT_PLAN: dict[str, dict[str, tuple[float, int]]] = {
 def inject_dirt(tables: dict[str, pa.Table], rng: np.random.Generator, cal: Calendar,
                 n_members: int, n_coops: int) -> dict[str, dict[str, int]]:
     """Dirty the tables in place; returns the count of rows per table and kind of dirt."""
-    dirt = Dirt(rng, cal, n_members, n_coops, tables["loans"].num_rows)
+    # unknown application and loan ids are numbered past both tables (declined applications have no loan)
+    dirt = Dirt(rng, cal, n_members, n_coops,
+                max(tables["loans"].num_rows, tables["loan_applications"].num_rows))
     for name, plan in DIRT_PLAN.items():
         tables[name] = dirt.apply(name, tables[name], plan)
     return dirt.counts
@@ -1209,12 +1262,24 @@ def inject_dirt(tables: dict[str, pa.Table], rng: np.random.Generator, cal: Cale
 # ----------------------------------------------------------------------------------------------
 def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | None = None,
              start: date = date(2022, 1, 1), months: int = 48, dirty: bool = False,
-             progress: Progress | None = None) -> GenerationSummary:
-    """Write one Parquet file per contract table into out_dir; see the module docstring."""
+             progress: Progress | None = None, past_policy_decline_share: float = 0.0,
+             random_accept_share: float = 0.02,
+             shift: shifts.Shift | None = None) -> GenerationSummary:
+    """Write one Parquet file per contract table into out_dir; see the module docstring.
+
+    `past_policy_decline_share` > 0 turns on a lender's past policy (step 10): that share of the
+    in-window applications is declined by an older score plus noise, and `random_accept_share` of
+    the would-be declines is funded at random. At 0 (the default) every application is funded and
+    the data is exactly what it was without the option. `shift` (coopscore.shifts) changes the
+    population from its month on (None: no change)."""
     started = time.perf_counter()
     report = progress or (lambda step, fraction: None)
     n_coops = max(5, members // 250) if cooperatives is None else cooperatives
     _check_arguments(members, n_coops, start, months)
+    if not 0.0 <= past_policy_decline_share < 1.0:
+        raise ValueError(f"past_policy_decline_share must be in [0, 1), got {past_policy_decline_share}")
+    if not 0.0 <= random_accept_share <= 1.0:
+        raise ValueError(f"random_accept_share must be in [0, 1], got {random_accept_share}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cal = make_calendar(start, months)
@@ -1226,6 +1291,7 @@ def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | No
     coops = finish_cooperatives(coops, people)
     ent = make_behaviour(_rng(seed, "behaviour"), people, coops, cal)
     shocks = shock_factors(ent, months)
+    ent, shocks, cal = shifts.inject(shift, ent, shocks, cal, people, coops)  # coopscore.shifts
     entity_ids = _entity_ids(members, n_coops)
     member_ids, coop_ids = entity_ids.slice(0, members), entity_ids.slice(members)
 
@@ -1236,11 +1302,21 @@ def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | No
     np.minimum.at(earlier_default, old_loans.entity.to_numpy(), old_loans.default_day.to_numpy())
     apps = make_loan_applications(_rng(seed, "applications"), ent, shocks, cal)
     loans = make_loans(_rng(seed, "loans"), apps, ent, cal)
+    if past_policy_decline_share > 0:  # its own stream: the other draws stay as they were
+        apps["decision"], apps["policy_score"] = past_policy(
+            _rng(seed, "past policy"), apps, ent, past_policy_decline_share, random_accept_share)
+        loans["funded"] = apps["decision"].to_numpy() != DECLINED
+        # a declined application has no loan, so no default that could stop a later application
+        loans["default_day"] = np.where(loans.funded, loans.default_day, np.iinfo(np.int64).max)
     keep = drop_after_default(apps, loans, earlier_default)
     apps, loans = apps[keep], loans[keep]
     order = np.argsort(apps.date.to_numpy(), kind="stable")  # ids in time order
     apps, loans = apps.iloc[order].reset_index(drop=True), loans.iloc[order].reset_index(drop=True)
     repayments = make_repayments(_rng(seed, "repayments"), loans, ent, cal)
+    if "funded" in loans:  # a declined application's would-be loan never repays anything
+        repayments = repayments[loans.funded.to_numpy()[repayments.loan.to_numpy()]].reset_index(drop=True)
+        old_apps["decision"], old_apps["policy_score"] = FUNDED, np.nan  # the legacy book was funded
+        old_loans["funded"] = True
     # the legacy book first: all of it is older, so ids stay in time order
     repayments["loan"] += len(old_loans)
     apps = pd.concat([old_apps, apps], ignore_index=True)

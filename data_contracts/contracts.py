@@ -26,6 +26,9 @@ class Field:
     nullable: bool = False
     pattern: str | None = None
     protected: bool = False  # kept only for fairness evaluation; never a model input
+    # A feed may leave the column out altogether (it is then empty): columns added after feeds
+    # existed, which only some sources record (a lender's decisions, the generator's truth).
+    optional: bool = False
 
     def checks(self) -> list[pa.Check]:
         checks: list[pa.Check] = []
@@ -70,6 +73,8 @@ class Contract:
 
 
 VND = "VND (integer dong)"
+# A lender's decision on an application (loan_applications.decision).
+DECISIONS = ("funded", "declined", "random_accept")
 
 COOPERATIVES = Contract(
     "cooperatives", ("cooperative_id",), "Hợp tác xã trên nền tảng", "Cooperatives on the platform",
@@ -167,6 +172,16 @@ LOAN_APPLICATIONS = Contract(
               "Nợ quá hạn từ 91 ngày (nhóm 3 trở lên) trong 12 tháng; trống nếu chưa biết",
               "90+ days past due (group 3 or worse) within 12 months; empty while unknown",
               allowed=(0.0, 1.0), nullable=True),
+        # A lender's decision and the score it decided on, when the feed records them (a declined
+        # application has no loan, no repayments and no label); empty when the feed does not say.
+        Field("decision", "str", "Quyết định của tổ chức cho vay: giải ngân, từ chối, "
+              "giải ngân ngẫu nhiên (mẫu chấp nhận ngẫu nhiên); trống nếu không ghi nhận",
+              "The lender's decision: funded, declined, random_accept (funded at random although "
+              "the policy declined it); empty when not recorded", allowed=DECISIONS, nullable=True,
+              optional=True),
+        Field("policy_score", "float64", "Điểm của mô hình cũ mà tổ chức cho vay dùng để quyết định",
+              "The lender's older score the decision was made on (higher is safer); empty when "
+              "not recorded", unit="points", nullable=True, optional=True),
     ),
 )
 
@@ -217,6 +232,10 @@ TRUE_PD = Contract(
               ("sector", "ngành kinh doanh", "the business sector"),
               ("existing_loan", "khoản vay đang có", "a loan already carried"),
               ("harvest", "mùa thu hoạch", "the harvest season"))),
+        Field("outcome_if_funded", "float64",
+              "Kết cục nếu được giải ngân (1 = vỡ nợ), cả với hồ sơ bị từ chối",
+              "The outcome had the application been funded (1 = default), declined ones included",
+              allowed=(0.0, 1.0), nullable=True, optional=True),
     ),
 )
 
