@@ -49,7 +49,9 @@ def members(pipeline_home) -> tuple[str, str]:
     snap = pd.read_parquet(pipeline_home.features / "snapshot.parquet",
                            columns=["entity_type", "entity_id", "history_days", "transactions_365d"])
     ok = snap[(snap.entity_type == "member") & (snap.history_days >= 180) & (snap.transactions_365d > 40)]
-    ids = sorted(ok.entity_id)
+    # nobody with a loan application: the console tests consent applicants to their funds
+    applied = set(pd.read_parquet(pipeline_home.clean / "loan_applications.parquet", columns=["entity_id"]).entity_id)
+    ids = sorted(set(ok.entity_id) - applied)
     return ids[-3], ids[-4]
 
 

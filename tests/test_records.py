@@ -102,13 +102,13 @@ def entry(i: int, subject: str = "TV0000001", bank: str = "agribank", **kw) -> A
 
 def test_migrations_create_the_tables_and_running_them_again_changes_nothing(url):
     with Records(url=url) as first:
-        assert current(first.engine) == head() == "0002"
+        assert current(first.engine) == head() == "0003"
         key = first.add_bank("agribank", "Agribank", ["scores:read"])
         upgrade(first.engine)  # again, by hand
     with Records(url=url) as second:  # and again, on open
-        assert current(second.engine) == "0002"
+        assert current(second.engine) == "0003"
         assert {"banks", "api_keys", "consents", "audit_log", "audit_chain_head", "web_sessions",
-                "member_links"} <= set(inspect(second.engine).get_table_names())
+                "member_links", "shadow_scores"} <= set(inspect(second.engine).get_table_names())
         assert second.authenticate(key.token).bank_id == "agribank"
         assert len(second.list_banks()) == 1
 
@@ -457,3 +457,26 @@ def test_cli_banks_and_consents(tmp_path, monkeypatch, fresh_settings):
     missing = runner.invoke(banks_app, ["revoke-key", "000000000000"])
     assert missing.exit_code == 1 and "no API key" in missing.output
     records.close()
+
+
+# ---- shadow scores -------------------------------------------------------------------------------
+
+def _shadow_row(i: int, version: str = "2", at: datetime | None = None) -> dict:
+    return {"request_id": f"req-{i}", "at": at or NOW + timedelta(seconds=i), "subject_type": "member",
+            "subject_id": f"TV{i:07d}", "as_of_date": date(2026, 6, 1), "amount_vnd": 50_000_000 + i,
+            "term_months": 12, "champion_version": "1", "champion_pd": 0.05, "champion_score": 640.5,
+            "champion_grade": "C", "challenger_version": version, "challenger_pd": 0.07,
+            "challenger_score": 630.1, "challenger_grade": "D"}
+
+
+def test_shadow_rows_round_trip_and_filter(records):
+    assert records.append_shadow([_shadow_row(i) for i in range(3)] + [_shadow_row(9, version="3")]) == 4
+    rows = records.shadow_rows("member", "2")
+    assert [r["request_id"] for r in rows] == ["req-0", "req-1", "req-2"]
+    assert rows[1]["amount_vnd"] == 50_000_001 and rows[1]["at"].tzinfo is not None
+    assert rows[0]["as_of_date"] == date(2026, 6, 1) and rows[0]["challenger_grade"] == "D"
+    assert [r["request_id"] for r in records.shadow_rows("member", since=NOW + timedelta(seconds=2))] == \
+        ["req-2", "req-9"]
+    assert records.shadow_rows("cooperative") == []
+    with pytest.raises(ValueError, match="challenger_pd"):
+        records.append_shadow([{k: v for k, v in _shadow_row(5).items() if k != "challenger_pd"}])
