@@ -132,16 +132,28 @@ def shown_gains(scorer, paths: Paths, sample: int, seed: int,
 
 def write_changed_raw(raw: Path, out: Path, changes: dict) -> dict[str, int]:
     """A copy of the raw data with the changes applied: rows removed by key, rows added."""
+    from data_contracts.contracts import CONTRACTS
     from ranking.follow import KEYS
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for path in raw.glob("*.parquet"):
         table = path.stem
         parts = [c for c in changes.values() if table in c.remove or table in c.add]
-        if not parts:
-            shutil.copy(path, out / path.name)
-            continue
         original = pq.read_table(path)
+        contract = CONTRACTS.get(table)
+        # a home generated before a column was added to the contracts as optional ("a feed may
+        # leave it out; it is then empty"): the copy carries it, empty, as the contract says
+        absent = [f for f in (contract.fields if contract else []) if getattr(f, "optional", False)
+                  and f.name not in original.schema.names]
+        for f in absent:
+            original = original.append_column(f.name, pa.nulls(len(original), pa.string()
+                                                               if f.dtype == "str" else pa.float64()))
+        if not parts:
+            if absent:
+                pq.write_table(original, out / path.name)
+            else:
+                shutil.copy(path, out / path.name)
+            continue
         frame = original.to_pandas()
         removed = pd.concat([c.remove[table] for c in parts if table in c.remove] or
                             [pd.DataFrame(columns=list(KEYS[table]))], ignore_index=True)
@@ -149,7 +161,7 @@ def write_changed_raw(raw: Path, out: Path, changes: dict) -> dict[str, int]:
             key = frame[list(KEYS[table])].astype(str).agg("|".join, axis=1)
             gone = removed[list(KEYS[table])].astype(str).agg("|".join, axis=1)
             frame = frame[~key.isin(set(gone))]
-        added = [c.add[table][original.schema.names] for c in parts if table in c.add]
+        added = [c.add[table].reindex(columns=original.schema.names) for c in parts if table in c.add]
         if added:
             frame = pd.concat([frame, *added], ignore_index=True)
         counts[table] = int(len(removed)), int(sum(len(a) for a in added))

@@ -129,8 +129,9 @@ def test_an_action_touches_only_the_members_own_rows(followed, sample):
     for code, change in changes.items():
         lever = advice.LEVERS_BY_CODE[code]
         tables = set(change.remove) | set(change.add)
-        assert tables <= {"transactions", "e_invoices", "loans", "repayments"}, code
-        assert lever.touches_loans or not tables & {"loans", "repayments"}, code
+        assert tables <= {"transactions", "e_invoices", "loans", "repayments",
+                          "loan_applications"}, code
+        assert lever.touches_loans or not tables & {"loans", "repayments", "loan_applications"}, code
         for frame in [*change.remove.values(), *change.add.values()]:
             assert frame["entity_id"].isin(sample.index).all(), code
         assert set(change.members) <= set(sample.index)
@@ -141,6 +142,15 @@ def test_an_action_touches_only_the_members_own_rows(followed, sample):
     assert (added["amount_paid_vnd"] == added["amount_due_vnd"]).all()
     per_member = added.groupby("entity_id").size()
     assert (per_member == advice.REPAY_HORIZON_MONTHS).all()
+    # a loan moved 12 months earlier keeps its application before it; nothing else of it changes
+    loans = repay.add["loans"].set_index("loan_id")
+    apps = repay.add.get("loan_applications", pd.DataFrame(columns=["application_id"]))
+    assert set(apps["application_id"]) <= set(loans["application_id"])
+    for app in apps.itertuples():
+        assert app.application_date == loans.loc[loans["application_id"] == app.application_id,
+                                                 "disbursal_date"].iloc[0]
+    assert (added.groupby("loan_id")["month"].min().reindex(loans.index)
+            >= loans["disbursal_date"]).all()  # no repayment before its disbursal
     einv = changes["EINVOICE_SHARE"]  # every re-issued sale has its e-invoice
     assert len(einv.add["transactions"]) == len(einv.add["e_invoices"])
     assert (einv.add["transactions"]["channel"] == "e_invoice").all()
