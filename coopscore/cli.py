@@ -7,6 +7,7 @@
     coopscore serve [--port 3000]
     coopscore score --input applications.csv --output scores.parquet
     coopscore rank [--as-of 2026-01-01] [--months 6]
+    coopscore monitor [--month 2026-01] [--subject member]
     coopscore demo [--rebuild]
     coopscore banks add|list|revoke, coopscore platform add-key, coopscore consents grant|revoke|list
     coopscore audit show|verify, coopscore records grant ROLE
@@ -834,6 +835,46 @@ def rollback_cmd(subject: str = typer.Option("member", help="member or cooperati
     except LookupError as exc:
         fail(str(exc))
     console.print(f"champion of coopscore-{subject}: version {before} -> version {after}")
+
+
+@app.command("monitor")
+def monitor_cmd(month: Optional[str] = typer.Option(None, help="Only this month of applications (YYYY-MM); "
+                                                    "default: every month after the training population"),
+                subject: str = typer.Option("member", help="member or cooperative"),
+                today: Optional[str] = typer.Option(None, help="What is known by this date (YYYY-MM-DD); "
+                                                    "default: the data's end")) -> None:
+    """Monitor the champion month by month: PSI, early delinquency, estimated and realised AUC, alerts."""
+    from scoring.monitor_run import monitor
+
+    if month is not None:
+        try:
+            datetime.strptime(month, "%Y-%m")
+        except ValueError:
+            fail(f"--month must be YYYY-MM, not {month!r}")
+    try:
+        with console.status(f"monitoring the {subject} champion (scoring every application as of its date)"):
+            result = monitor(get_paths(), subject, month, _parse_date(today) if today else None)
+    except (LookupError, FileNotFoundError) as exc:
+        fail(str(exc))
+    table = Table("month", "scored", "PSI score", "largest feature PSI", "expected AUC [95%]",
+                  "realised AUC [95%]", "30+ DPD by 3 MOB", "alerts",
+                  title=f"coopscore-{subject} version {result.version}, trained on "
+                        f"{result.training_window[0]} to {result.training_window[1]}; known by {result.today}")
+    alerts = result.report.alerts
+    for r in result.report.monthly.itertuples():
+        levels = alerts[alerts["month"] == r.month]["level"].value_counts()
+        realised = ("not yet" if r.realised_auc != r.realised_auc
+                    else f"{r.realised_auc:.3f} [{r.realised_auc_low:.3f}, {r.realised_auc_high:.3f}]")
+        table.add_row(r.month, str(r.n_scored), f"{r.psi_score:.3f}",
+                      f"{r.psi_max_feature:.3f} {r.psi_max_feature_name}",
+                      f"{r.expected_auc:.3f} [{r.expected_auc_low:.3f}, {r.expected_auc_high:.3f}]",
+                      realised, "-" if r.dpd30_mob3 != r.dpd30_mob3 else f"{r.dpd30_mob3:.1%}",
+                      ", ".join(f"{n} {lvl}" for lvl, n in levels.items()) or "-")
+    console.print(table)
+    for a in alerts[alerts["level"] == "act"].itertuples():
+        console.print(f"[red]act[/] {a.month}: {a.message}")
+    console.print(f"stored: {', '.join(str(p) for p in result.tables.values())}; MLflow runs: "
+                  f"{len(result.run_ids)} in experiment coopscore-monitoring-{subject} ({result.seconds:.0f} s)")
 
 
 @app.command()

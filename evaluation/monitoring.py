@@ -71,6 +71,8 @@ class MonitoringReport:
     vintages: pd.DataFrame
     alerts: pd.DataFrame
     reference: dict[str, float] = field(default_factory=dict)
+    # every reported month's matured applications together: the estimate and the realised value
+    pooled: dict[str, float] = field(default_factory=dict)
 
     TABLES = ("monthly", "psi", "grades", "reasons", "vintages", "alerts")
 
@@ -208,12 +210,32 @@ def monitor(scored: pd.DataFrame, reference: pd.DataFrame, features: list[str],
                                columns=["month", "level", "kind", "target", "value", "threshold",
                                         "message"])
     return MonitoringReport(
+        pooled=pooled_performance(scored[scored["month"].isin(months)], config, draws),
         monthly=pd.DataFrame(monthly), psi=pd.concat(psi_rows, ignore_index=True),
         grades=pd.concat(grade_rows, ignore_index=True),
         reasons=pd.concat(reason_rows, ignore_index=True),
         vintages=vintage_curves(pd.concat([reference, scored[scored["month"].isin(months)]])
                                 .drop_duplicates("application_id")),
         alerts=alert_frame, reference=ref)
+
+
+def pooled_performance(scored: pd.DataFrame, config: AlertConfig, draws: int = DRAWS) -> dict[str, float]:
+    """The AUC and default rate estimated from the PDs and realised, on every application of the
+    reported months whose label has matured (a month alone holds a handful of defaults: its
+    interval is wide; pooled, the estimate's bias, if any, shows)."""
+    labelled = scored[scored["label"].notna()]
+    y = labelled["label"].to_numpy(dtype=float)
+    out: dict[str, float] = {"n_labelled": float(len(y)), "defaults": float(y.sum())}
+    if y.sum() < config.min_labelled_defaults or y.sum() == len(y):
+        return out
+    p = labelled["pd"].to_numpy()
+    expected = expected_performance(p, draws=draws, seed=2)
+    realised = {"auc": realised_auc(y, p), "default_rate": wilson(int(y.sum()), len(y))}
+    for name in ("auc", "default_rate"):
+        for prefix, est in (("expected", expected[name]), ("realised", realised[name])):
+            out[f"{prefix}_{name}"], out[f"{prefix}_{name}_low"], out[f"{prefix}_{name}_high"] = \
+                est.value, est.low, est.high
+    return out
 
 
 def _reference_figures(reference: pd.DataFrame) -> dict[str, float]:

@@ -5,6 +5,7 @@
     GET  /app/console                        loan officers: sign in, then the applicant queue
     POST /app/console/login | /logout        a fund's API key -> short signed session cookie
     GET  /app/console/export.csv             the filtered queue as CSV
+    GET  /app/console/monitoring             the champion's month-by-month monitoring
     GET  /app/console/applicant/{id}         one applicant: score, reasons, contributions chart
     POST /app/console/applicant/{id}         the what-if form without JavaScript
     POST /app/console/api/whatif             the what-if as JSON (the page's small fetch)
@@ -55,6 +56,7 @@ from serving.web import charts, disclosure, links, safe_csv, your_data
 from serving.web.applications import QUEUE_SIZE, find_application, recent_member_applications
 from serving.web.texts import text
 from serving.web import limit_view
+from serving.web import monitoring_view
 
 log = logging.getLogger("coopscore.web")
 log.addFilter(links.redact_member_tokens)  # our own messages never carry a member's link either
@@ -425,6 +427,16 @@ def console(request: Request) -> HTMLResponse:
                                  key=lambda s: label("member_sector", s, _lang(request))), grades=GRADES,
                   query=urlencode({k: v for k, v in chosen.items() if v and k != "sort"}),
                   export_query=urlencode({k: v for k, v in chosen.items() if v}))
+
+
+@web.get("/console/monitoring", response_class=HTMLResponse)
+def monitoring_page(request: Request) -> HTMLResponse:
+    """The champion's month-by-month monitoring (serving/web/monitoring_view.py), behind the console login."""
+    officer = _officer(request)
+    if officer is None:
+        return render(request, "login.html", error=None)
+    return render(request, "monitoring.html", officer=officer,
+                  **monitoring_view.view(_paths(request), _lang(request)))
 
 
 @web.get("/console/export.csv")
