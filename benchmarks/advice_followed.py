@@ -158,9 +158,10 @@ def write_changed_raw(raw: Path, out: Path, changes: dict) -> dict[str, int]:
         removed = pd.concat([c.remove[table] for c in parts if table in c.remove] or
                             [pd.DataFrame(columns=list(KEYS[table]))], ignore_index=True)
         if len(removed):
-            key = frame[list(KEYS[table])].astype(str).agg("|".join, axis=1)
-            gone = removed[list(KEYS[table])].astype(str).agg("|".join, axis=1)
-            frame = frame[~key.isin(set(gone))]
+            keys = list(KEYS[table])
+            gone = removed[keys].drop_duplicates().assign(_gone=True)
+            frame = frame.merge(gone, on=keys, how="left")
+            frame = frame[frame["_gone"].isna()].drop(columns="_gone")
         added = [c.add[table].reindex(columns=original.schema.names) for c in parts if table in c.add]
         if added:
             frame = pd.concat([frame, *added], ignore_index=True)
