@@ -169,7 +169,20 @@ def _data_section(params: dict, ev: ChampionEvaluation) -> str:
             f"Data end: {params.get('data_end', '?')}. Applications without enough history left "
             f"out: {params.get('excluded_not_enough_history', '?')}.")
     return ("<h2>Data</h2>" + _table(["rows", "from", "to", "applications", "defaults"], rows)
-            + f"<p>{html.escape(note)}</p>")
+            + f"<p>{html.escape(note)}</p>" + _population_note(params))
+
+
+def _population_note(params: dict) -> str:
+    """Who the model learned from and who it was validated on (they differ under reject inference)."""
+    method = params.get("reject_inference", "funded_only")
+    trained = params.get("training_population", "funded loans only")
+    declined = params.get("train_declined", "0")
+    validated = params.get("validated_on", "funded loans only (the as-deployed backtest)")
+    text = (f"Trained on: {trained} (reject inference: {method}; declined applications used: "
+            f"{declined}). Validated on: {validated}: the declined have no outcome, so no measure "
+            "above covers them; through the door was measured on synthetic truth only "
+            "(docs/reject-inference.md).")
+    return f"<p class='callout'>{html.escape(text)}</p>"
 
 
 def _calibration_section(ev: ChampionEvaluation, params: dict) -> str:

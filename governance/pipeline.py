@@ -34,16 +34,19 @@ class GatedRun(TrainResult):
 
 def train_and_promote(paths: Paths, subject: str, progress: Callable[[str], None] = lambda _: None,
                       gates: Gates = Gates(), n_boot: int = 200,
-                      min_calibration_defaults: int = MIN_CALIBRATION_DEFAULTS) -> GatedRun:
+                      min_calibration_defaults: int = MIN_CALIBRATION_DEFAULTS,
+                      reject_inference: str = "funded_only") -> GatedRun:
     """Backtest as deployed, train and register a new version of `subject`'s model (the backtest
     is its logged evidence), then run the promotion gates on it.
 
     `seconds` counts both steps; `n_boot` is the bootstrap size of the backtest's and the gates'
-    CIs; `min_calibration_defaults`: below it no calibrator is fitted (training.fit)."""
+    CIs; `min_calibration_defaults`: below it no calibrator is fitted (training.fit);
+    `reject_inference`: how declined applicants enter the model (training.reject_inference)."""
     started = time.perf_counter()
     backtest = functools.partial(run_backtest, n_boot=n_boot)
     trained = train_subject(paths, subject, progress, backtest=backtest,
-                            min_calibration_defaults=min_calibration_defaults)
+                            min_calibration_defaults=min_calibration_defaults,
+                            reject_inference=reject_inference)
     progress("checking the promotion gates against the champion")
     decision = promote(paths, subject, trained.version, gates, n_boot=n_boot)
     return GatedRun(**{**vars(trained), "seconds": time.perf_counter() - started}, decision=decision)

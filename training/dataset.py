@@ -50,15 +50,43 @@ def build_training_set(clean_dir: Path, subject: str) -> pd.DataFrame:
     spine = application_spine(clean_dir, subject)
     if spine.empty:
         raise NotEnoughData(f"no labelled {subject} applications in {clean_dir}")
+    return _features_and_outcomes(clean_dir, spine)
+
+
+DECISION_COLUMNS = ("decision", "policy_score")  # a lender's recorded decision (data_contracts)
+
+
+def build_applicant_set(clean_dir: Path, subject: str) -> pd.DataFrame:
+    """Every application a lender decided on, as build_training_set's rows: the labelled (funded)
+    ones with their label and arrears grade, the declined ones with `label` and `arrears_grade`
+    NaN; `decision` and `policy_score` as recorded (NaN where the feed does not say). The
+    population reject inference learns from (training.reject_inference)."""
+    spine = application_spine(clean_dir, subject, labelled_only=False)
+    for column in DECISION_COLUMNS:
+        if column not in spine:
+            spine[column] = np.nan
+    spine = spine[spine["default_12m"].notna() | (spine["decision"] == "declined")]
+    if spine.empty:
+        raise NotEnoughData(f"no labelled or declined {subject} applications in {clean_dir}")
+    rows = _features_and_outcomes(clean_dir, spine)
+    decisions = spine[["spine_id", *DECISION_COLUMNS]].rename(columns={"spine_id": "application_id"})
+    return rows.merge(decisions, on="application_id", how="left", validate="one_to_one")
+
+
+def _features_and_outcomes(clean_dir: Path, spine: pd.DataFrame) -> pd.DataFrame:
+    """Features as of each spine row's date, its label (NaN when unknown: int when every row has
+    one) and its arrears grade."""
     con = engine.connect(clean_dir)
     history = engine.history_features(con, spine)
     rows = engine.application_features(history, spine, con)
     labels = spine[["spine_id", "default_12m"]].rename(columns={"default_12m": "label"})
     rows = rows.merge(labels, on="spine_id", validate="one_to_one")
-    rows["label"] = rows["label"].astype(int)
+    if rows["label"].notna().all():
+        rows["label"] = rows["label"].astype(int)
     rows["enough_history"] = has_enough_history(rows)
     rows = rows.rename(columns={"spine_id": "application_id"})
-    outcome = arrears_grades(clean_dir, rows[["application_id", "as_of", "label"]])
+    labelled = rows[rows["label"].notna()]
+    outcome = arrears_grades(clean_dir, labelled[["application_id", "as_of", "label"]])
     clash = sorted(set(outcome.columns) & set(rows.columns) - {"application_id"})
     if clash:  # an outcome column must never shadow a feature of the same name
         raise RuntimeError(f"outcome columns {clash} clash with feature names")

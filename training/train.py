@@ -29,12 +29,16 @@ import training
 from features.catalogue import feature_names
 from settings import Paths
 from training import plots, registry, scaling
-from training.dataset import build_training_set, data_end, matured
+from training import reject_inference as ri
+from training.dataset import build_applicant_set, build_training_set, data_end, matured
 from training.fit import MIN_CALIBRATION_DEFAULTS, fit
 
 PIP_REQUIREMENTS = [f"{p}=={package_version(p)}"
                     for p in ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn")]
-BACKTEST_DIR = "backtest"  # the run's artifacts: predictions.parquet, folds.csv, dates.json
+BACKTEST_DIR = "backtest"
+# What the as-deployed backtest measures on, whatever the training population: only funded loans
+# have outcomes. Through the door is measured on synthetic truth only (benchmarks.reject_inference).
+VALIDATED_ON = "funded loans only (the as-deployed backtest)"  # the run's artifacts: predictions.parquet, folds.csv, dates.json
 
 
 @dataclass
@@ -57,13 +61,18 @@ def _true_pd(paths: Paths) -> pd.DataFrame | None:
 
 def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = lambda _: None,
                   backtest: Callable | None = None,
-                  min_calibration_defaults: int = MIN_CALIBRATION_DEFAULTS) -> TrainResult:
+                  min_calibration_defaults: int = MIN_CALIBRATION_DEFAULTS,
+                  reject_inference: str = "funded_only") -> TrainResult:
     """Backtest as deployed, refit on every matured label, log the run and register a new version.
 
     `backtest(rows, features, end, truth, min_calibration_defaults=...)` runs the as-deployed
     backtest (evaluation.backtest.run_backtest; passed in from above because training never imports
     evaluation, see governance.pipeline); without it the run has no evidence and `oot_auc` is NaN.
-    `progress` receives a short message before each step (the CLI shows it)."""
+    `progress` receives a short message before each step (the CLI shows it).
+    `reject_inference`: how the declined applicants enter the registered model
+    (training.reject_inference.METHODS; "funded_only" by default, the only choice when the data
+    records no decisions). The backtest validates on funded loans either way (only they have
+    outcomes); the run records both populations (params `reject_inference`, `validated_on`)."""
     started = time.perf_counter()
     registry.use_store(paths)
     progress("building the training set (features as of each application date)")
@@ -78,8 +87,18 @@ def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = 
         evidence = backtest(rows, features, end, _true_pd(paths),
                             min_calibration_defaults=min_calibration_defaults)
     known = matured(rows, end)
-    progress(f"fitting the model on all {len(known):,} applications with a known outcome")
-    model = fit(known, features, min_calibration_defaults=min_calibration_defaults)
+    method = ri.method(reject_inference)
+    declined = 0
+    if reject_inference == "funded_only":
+        progress(f"fitting the model on all {len(known):,} applications with a known outcome")
+        model = fit(known, features, min_calibration_defaults=min_calibration_defaults)
+    else:
+        applicants = build_applicant_set(paths.clean, subject)
+        applicants = matured(applicants[applicants["enough_history"]], end)
+        declined = int(applicants["label"].isna().sum())
+        progress(f"fitting the model on {len(known):,} funded and {declined:,} declined applications "
+                 f"({method.name})")
+        model = method.fit(applicants, features, min_calibration_defaults=min_calibration_defaults)
 
     metrics = backtest_metrics(evidence) if evidence is not None else {}
     metrics["train_auc"] = float(_auc(known["label"].to_numpy(), model.log_odds(known)))
@@ -97,6 +116,8 @@ def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = 
             "score_pdo": scaling.PDO, "data_end": str(end.date()),
             "train_rows": len(known), "train_defaults": int(known["label"].sum()),
             "train_from": str(known["as_of"].min().date()), "train_to": str(known["as_of"].max().date()),
+            "reject_inference": method.name, "train_declined": declined,
+            "training_population": method.population, "validated_on": VALIDATED_ON,
             **(backtest_params(evidence) if evidence is not None else {})})
         mlflow.log_text(model.calibration["reason"], "calibration.txt")
         mlflow.log_metrics(metrics)
