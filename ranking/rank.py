@@ -174,13 +174,13 @@ def rank_members(paths: Paths, as_of: date | None = None,
     t = time.perf_counter()
     say("advice: following every lever in the raw data (one engine run per lever)")
     actions = {"code": np.full((n, N_ACTIONS), None, dtype=object),
-               "score_after": np.full((n, N_ACTIONS), np.nan)}
+               **{k: np.full((n, N_ACTIONS), np.nan) for k in ("score_after", "gain", "target")}}
     if len(ok):
         steps: dict[str, float] = {}
         got = advice.advise_all(scorer, paths.clean, ids[ok], as_of, history[ok], raw_score,
                                 k=N_ACTIONS, timings=steps)
-        actions["code"][ok] = got["code"]
-        actions["score_after"][ok] = got["score_after"]
+        for key in actions:
+            actions[key][ok] = got[key]
         say("advice steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
     timings["advice"] = time.perf_counter() - t
 
@@ -211,6 +211,9 @@ def rank_members(paths: Paths, as_of: date | None = None,
     for j in range(N_ACTIONS):
         frame[f"action_{j + 1}"] = actions["code"][:, j]
         frame[f"action_{j + 1}_score_after"] = np.round(actions["score_after"][:, j], 1)
+        # unrounded, for the member page (ranking.advice.advise reads them back when current)
+        frame[f"action_{j + 1}_gain"] = actions["gain"][:, j]
+        frame[f"action_{j + 1}_target"] = actions["target"][:, j]
     frame["history_days"] = history[:, col["history_days"]].astype(int)
     frame["transactions_365d"] = history[:, col["transactions_365d"]].astype(int)
     missing = np.full(n, None, dtype=object)

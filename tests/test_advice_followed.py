@@ -174,7 +174,7 @@ def test_shown_gain_is_the_engine_recomputed_gain(pipeline_home, scorer, sample,
     con, bases = whole
     checked = 0
     for member in sample.index[:12]:
-        actions = advice.advise(pipeline_home, member)
+        actions = advice.advise(pipeline_home, member, stored=False)
         as_of = pd.Series(pd.Timestamp(scorer.snapshot_date), index=pd.Index([member], name="entity_id"))
         history = follow.load_history(con, as_of, sample.loc[[member]])
         row = sample.loc[[member]].to_numpy(dtype=float)
@@ -198,11 +198,38 @@ def test_the_ranking_run_and_the_page_agree(pipeline_home, scorer, sample):
     got = advice.advise_all(scorer, pipeline_home.clean, ids, scorer.snapshot_date,
                             sample.loc[ids].to_numpy(dtype=float), k=3)
     for i, member in enumerate(ids):
-        page = advice.advise(scorer, member)
+        page = advice.advise(scorer, member, stored=False)
         codes = [c for c in got["code"][i] if c is not None]
         assert codes == [a["code"] for a in page], member
         for j, a in enumerate(page):
             assert got["score_after"][i, j] == pytest.approx(a["score_after"], abs=1e-6)
+
+
+def test_the_page_reads_the_ranking_runs_result_when_it_is_current(pipeline_home, scorer, sample,
+                                                                  monkeypatch):
+    """The member page answers in milliseconds from the ranking run's stored result (the same
+    follow_all), equal to following live; a lever suspended since makes it follow live again."""
+    import time
+    run = rank.rank_members(pipeline_home, scorer=scorer)
+    ranked = run.frame[(run.frame["status"] == "ranked") & run.frame["action_1"].notna()]
+    checked = 0
+    for member in ranked["member_id"].head(10):
+        t = time.perf_counter()
+        stored = advice.stored_actions(pipeline_home, scorer, member)
+        assert time.perf_counter() - t < 0.5
+        live = advice.advise(scorer, member, stored=False)
+        assert stored is not None and [a["code"] for a in stored] == [a["code"] for a in live]
+        assert advice.advise(scorer, member) == stored
+        for s_, l_ in zip(stored, live):
+            assert s_["score_after"] == pytest.approx(l_["score_after"], abs=1e-6)
+            assert s_["gain"] == pytest.approx(l_["gain"], abs=1e-6)
+            assert s_["target"] == pytest.approx(l_["target"], nan_ok=True)
+            assert s_["kind"] == l_["kind"] and s_["current"] == pytest.approx(l_["current"], nan_ok=True)
+        checked += 1
+    assert checked
+    first = ranked.iloc[0]
+    monkeypatch.setattr(advice, "suspended_levers", lambda p=None: frozenset({first["action_1"]}))
+    assert advice.stored_actions(pipeline_home, scorer, first["member_id"]) is None
 
 
 def test_worlds_equal_separate_runs(pipeline_home, scorer, sample):
@@ -220,7 +247,7 @@ def test_worlds_equal_separate_runs(pipeline_home, scorer, sample):
 
 def test_a_suspended_lever_is_not_offered(pipeline_home, scorer, sample, tmp_path, monkeypatch):
     members = [m for m in sample.index[:30] if any(a["code"] == "MORE_CUSTOMERS"
-                                                  for a in advice.advise(scorer, m))][:3]
+                                                  for a in advice.advise(scorer, m, stored=False))][:3]
     assert members, "the fixture should offer MORE_CUSTOMERS to someone"
     path = tmp_path / "lever_calibration.json"
     path.write_text(json.dumps({"levers": {"MORE_CUSTOMERS": {"suspended": True}}}))
@@ -229,6 +256,7 @@ def test_a_suspended_lever_is_not_offered(pipeline_home, scorer, sample, tmp_pat
     monkeypatch.setattr(advice, "suspended_levers", lambda p=path: frozenset({"MORE_CUSTOMERS"}))
     for m in members:
         assert all(a["code"] != "MORE_CUSTOMERS" for a in advice.advise(scorer, m))
+        assert all(a["code"] != "MORE_CUSTOMERS" for a in advice.advise(scorer, m, stored=False))
     got = advice.advise_all(scorer, pipeline_home.clean, np.array(members), scorer.snapshot_date,
                             sample.loc[members].to_numpy(dtype=float))
     assert "MORE_CUSTOMERS" not in set(got["code"].ravel())

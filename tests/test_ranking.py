@@ -234,7 +234,7 @@ def test_advice_is_rescored_by_the_champion_and_sorted(pipeline_home, scorer, ru
     assert len(with_actions) > 0
     seen = 0
     for member in with_actions["member_id"].head(15):
-        actions = advice.advise(pipeline_home, member)
+        actions = advice.advise(pipeline_home, member, stored=False)  # followed live
         assert 1 <= len(actions) <= 3
         gains = [a["gain"] for a in actions]
         assert all(g >= advice.MIN_GAIN > 0 for g in gains) and gains == sorted(gains, reverse=True)
