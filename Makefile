@@ -6,7 +6,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking fuzz clean
+.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking benchmark-advice fuzz clean
 
 install: .venv/.installed  ## the environment alone, from uv.lock
 
@@ -38,6 +38,9 @@ benchmark-api: install  ## API load, batch and audit measurements, written to do
 
 benchmark-ranking: install  ## ranking every member (demo size and 10^6) and page loads in Chromium, to docs/benchmarks-ranking.md
 	.venv/bin/python -m benchmarks.ranking_pages
+
+benchmark-advice: install  ## advice followed in the raw data: shown vs real gains, calibration under mass adoption (ranking/lever_calibration.json), to docs/ranking.md
+	.venv/bin/python -m benchmarks.advice_followed
 
 fuzz: install  ## the schemathesis fuzz of the API with many more examples (COOPSCORE_FUZZ_EXAMPLES)
 	COOPSCORE_FUZZ_EXAMPLES=$${COOPSCORE_FUZZ_EXAMPLES:-500} .venv/bin/pytest tests/test_api_fuzz.py --timeout=3600

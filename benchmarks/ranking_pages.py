@@ -82,18 +82,15 @@ def time_rank_members(paths: Paths, scorer, repeats: int) -> dict:
 
 def rank_one_member_naively(scorer, member_id: str, history_row: np.ndarray):
     """The obvious implementation for one member: one Scorer.score of the reference application,
-    then one single-row re-score (Scorer.decide) per lever that applies. Returns the response."""
+    then the advice followed live for this member alone (ranking.advice.advise(stored=False): each
+    lever applied to the member's raw rows, the features recomputed, re-scored). Returns the response."""
     request = schemas.ScoreRequest(
         subject_type="member", subject_id=member_id,
         application=schemas.Application(amount_vnd=rank.REFERENCE_AMOUNT_VND,
                                         term_months=rank.REFERENCE_TERM_MONTHS,
                                         purpose=rank.REFERENCE_PURPOSE))
     response = scorer.score(request)
-    amount, term = np.array([float(rank.REFERENCE_AMOUNT_VND)]), np.array([float(rank.REFERENCE_TERM_MONTHS)])
-    for lever in advice.LEVERS:
-        changed, applies = advice.changed_history(scorer, history_row, lever)
-        if applies[0]:
-            scorer.decide(rank.SUBJECT, changed, amount, term)
+    advice.advise(scorer, member_id, stored=False)
     return response
 
 

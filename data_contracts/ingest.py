@@ -207,7 +207,8 @@ def check_columns(table: str, path: Path, columns: list[str]) -> None:
     if repeated:
         raise IngestError(f"{path.name} has the column(s) {repeated} more than once; "
                           f"each column must appear exactly once")
-    missing = [c for c in CONTRACTS[table].columns if c not in columns]
+    # an optional column (`Field.optional`: added after feeds existed) may be left out: it is then empty
+    missing = [f.name for f in CONTRACTS[table].fields if f.name not in columns and not f.optional]
     if missing:
         raise IngestError(f"table {table!r} ({path.name}) is missing the required column(s) "
                           f"{missing}; columns found: {columns}. Rename or add them to match the "
@@ -257,7 +258,7 @@ def parse_table(raw: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, pd
     """The contract columns parsed to their types (NA where absent or unreadable), and the issues."""
     parsed, found = {}, []
     for f in contract.fields:
-        column = raw[f.name]
+        column = raw[f.name] if f.name in raw.columns else pd.Series(pd.NA, index=raw.index, dtype=TEXT)
         absent = is_absent(column)
         values, problems = PARSERS[f.dtype](column, absent, f)
         parsed[f.name] = values

@@ -13,8 +13,8 @@ functions (features/on_demand.py), the very ones the service calls, so training 
 one definition of every application feature.
 
 Stage 1 also returns three counts that are not model inputs: history_days and transactions_365d
-(features.sufficiency) and repayment_months (loan-months repaid so far, which ranking/advice.py
-needs to blend future on-time instalments into the whole-history on-time rate).
+(features.sufficiency) and repayment_months (loan-months repaid so far: how long the record
+behind the on-time rate is).
 """
 from __future__ import annotations
 
@@ -259,7 +259,7 @@ def _history_sql() -> str:
       COALESCE(history_days, 0) AS history_days,
       COALESCE(transactions_365d, 0) AS transactions_365d,
       {feature_cols},
-      -- not a model input: the count ranking/advice.py blends future on-time instalments with
+      -- not a model input: the length of the repayment record behind the on-time rate
       repayment_months
     FROM filled
     ORDER BY spine_id
