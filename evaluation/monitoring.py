@@ -116,9 +116,10 @@ def outcomes(clean_dir: Path, applications: pd.DataFrame, today: pd.Timestamp) -
     out = applications[["application_id", "as_of", "default_12m"]].merge(
         rows, on="application_id", how="left", validate="one_to_one")
     disbursal = pd.to_datetime(out["disbursal_date"])
-    # whole months on book by today: a month-end row k months after disbursal exists by then
-    mob = ((today.year - disbursal.dt.year) * 12 + (today.month - disbursal.dt.month)
-           - (today.day <= disbursal.dt.day).astype(float))
+    # months on book by today: of the last month end before today (the latest repayment row that
+    # can exist), counted as the repayment rows count them (month difference to the disbursal)
+    last = today - pd.offsets.MonthEnd(1)
+    mob = ((last.year - disbursal.dt.year) * 12 + (last.month - disbursal.dt.month)).astype(float)
     out["disbursal_date"] = disbursal
     out["mob_observed"] = mob.where(disbursal.notna())
     for k, column in zip(EARLY_MOB, ("dpd30_by3", "dpd30_by6")):
