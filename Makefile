@@ -6,7 +6,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking benchmark-advice fuzz clean
+.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking benchmark-advice benchmark-reject-inference fuzz clean
 
 install: .venv/.installed  ## the environment alone, from uv.lock
 
@@ -41,6 +41,9 @@ benchmark-ranking: install  ## ranking every member (demo size and 10^6) and pag
 
 benchmark-advice: install  ## advice followed in the raw data: shown vs real gains, calibration under mass adoption (ranking/lever_calibration.json), to docs/ranking.md
 	.venv/bin/python -m benchmarks.advice_followed
+
+benchmark-reject-inference: install  ## reject inference against the synthetic truth, to docs/reject-inference.md
+	.venv/bin/python -m benchmarks.reject_inference
 
 fuzz: install  ## the schemathesis fuzz of the API with many more examples (COOPSCORE_FUZZ_EXAMPLES)
 	COOPSCORE_FUZZ_EXAMPLES=$${COOPSCORE_FUZZ_EXAMPLES:-500} .venv/bin/pytest tests/test_api_fuzz.py --timeout=3600

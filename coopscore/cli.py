@@ -95,14 +95,18 @@ def progress_bar(title: str) -> Iterator:
 def generate(members: int = typer.Option(20_000, min=50, help="Number of members to generate"),
              seed: int = typer.Option(42, help="Random seed (same seed, same data)"),
              cooperatives: Optional[int] = typer.Option(None, min=1, help="Default: members / 250"),
-             dirty: bool = typer.Option(False, help="Inject the dirt real feeds have")) -> None:
+             dirty: bool = typer.Option(False, help="Inject the dirt real feeds have"),
+             past_policy_decline_share: float = typer.Option(
+                 0.0, min=0.0, max=0.9, help="A lender's past policy declines this share of applications "
+                 "(by an older score plus noise); their outcomes stay in the generator's truth table "
+                 "(docs/reject-inference.md)")) -> None:
     """Write a synthetic data set that conforms to the data contracts into var/data/raw."""
     from coopscore.synthetic import generate as run
 
     paths = get_paths()
     with progress_bar("generating") as update:
         summary = run(paths.raw, members=members, seed=seed, cooperatives=cooperatives,
-                      dirty=dirty, progress=update)
+                      dirty=dirty, progress=update, past_policy_decline_share=past_policy_decline_share)
     table = Table("table", "rows", title=f"written to {paths.raw} in {summary.seconds:.1f} s")
     for name, rows in summary.rows.items():
         table.add_row(name, f"{rows:,}")
@@ -193,7 +197,11 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
           max_feature_psi: float = GATE_OPTIONS["max_feature_psi"],
           max_ece: float = GATE_OPTIONS["max_ece"],
           max_calibration_in_the_large: float = GATE_OPTIONS["max_calibration_in_the_large"],
-          max_approval_rate_gap: float = GATE_OPTIONS["max_approval_rate_gap"]) -> None:
+          max_approval_rate_gap: float = GATE_OPTIONS["max_approval_rate_gap"],
+          reject_inference: str = typer.Option(
+              "funded_only", help="With data that records declined applications: how to infer their "
+              "outcomes (funded_only, parcelling, inverse_acceptance_weighting, "
+              "random_acceptance_calibration; docs/reject-inference.md)")) -> None:
     """Train, calibrate, log to MLflow, register; the promotion gates decide who is champion.
 
     With --table FILE --target COLUMN: a lender's own loan book. Every column's role is shown
@@ -209,12 +217,15 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
                          reasons)
         return
     from governance.promotion import Gates
+    from training.reject_inference import METHODS
 
+    if reject_inference not in METHODS:
+        fail(f"--reject-inference must be one of {', '.join(sorted(METHODS))}, not {reject_inference!r}")
     _train_subjects(subject, Gates(max_calibration_in_the_large, max_ece, max_feature_psi,
-                                   max_approval_rate_gap))
+                                   max_approval_rate_gap), reject_inference)
 
 
-def _train_subjects(subject: list[str], gates) -> None:
+def _train_subjects(subject: list[str], gates, reject_inference: str = "funded_only") -> None:
     from training.dataset import NotEnoughData
     from governance.pipeline import train_and_promote
 
@@ -225,7 +236,7 @@ def _train_subjects(subject: list[str], gates) -> None:
             fail(f"unknown subject '{s}': use member or cooperative")
         try:
             with console.status(f"training the {s} model") as status:
-                results.append(train_and_promote(paths, s, gates=gates,
+                results.append(train_and_promote(paths, s, gates=gates, reject_inference=reject_inference,
                                                  progress=lambda msg: status.update(f"{s}: {msg}")))
         except NotEnoughData as exc:
             console.print(f"[yellow]skipped the {s} model:[/] {exc}")
