@@ -229,7 +229,8 @@ def psi_svg(monthly: pd.DataFrame, lang: str) -> str:
 
     def y(v):
         return TOP + (H - TOP - BOTTOM) * (1 - min(v, top) / top)
-    parts = _frame(word("psi_alt", lang, n=n), [0.0, 0.1, 0.25, round(top, 2)], y, lambda v: f"{v:.2f}")
+    ticks = [0.0, 0.1, 0.25, round(top, 2)] if top < 1 else [0.0, 0.25, round(top / 2, 1), round(top, 1)]
+    parts = _frame(word("psi_alt", lang, n=n), ticks, y, lambda v: f"{v:.2f}")
     for bound in (0.1, 0.25):
         parts.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y(bound):.1f}" y2="{y(bound):.1f}" '
                      f'stroke="{GRID}" stroke-dasharray="6 4"/>')
