@@ -21,7 +21,6 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from benchmarks.machine import cpu_and_memory
