@@ -6,7 +6,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking benchmark-advice benchmark-reject-inference fuzz clean
+.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking benchmark-advice benchmark-reject-inference benchmark-monitoring fuzz clean
 
 install: .venv/.installed  ## the environment alone, from uv.lock
 
@@ -44,6 +44,9 @@ benchmark-advice: install  ## advice followed in the raw data: shown vs real gai
 
 benchmark-reject-inference: install  ## reject inference against the synthetic truth, to docs/reject-inference.md
 	.venv/bin/python -m benchmarks.reject_inference
+
+benchmark-monitoring: install  ## monitoring proof on shifted synthetic data, written to docs/monitoring.md
+	.venv/bin/python -m benchmarks.monitoring
 
 fuzz: install  ## the schemathesis fuzz of the API with many more examples (COOPSCORE_FUZZ_EXAMPLES)
 	COOPSCORE_FUZZ_EXAMPLES=$${COOPSCORE_FUZZ_EXAMPLES:-500} .venv/bin/pytest tests/test_api_fuzz.py --timeout=3600
