@@ -326,7 +326,7 @@ def kinds_page(pipeline_home, records):
 
 
 @pytest.mark.e2e
-def test_member_page_keeps_the_two_kinds_apart(page, kinds_page, pipeline_home):
+def test_member_page_keeps_the_two_kinds_apart(page, browser, kinds_page, pipeline_home):
     pytest.importorskip("playwright.sync_api")
     from serving.web import links
 
@@ -347,3 +347,15 @@ def test_member_page_keeps_the_two_kinds_apart(page, kinds_page, pipeline_home):
     assert advice.KINDS["risk"].en in groups.nth(0).inner_text()
     assert advice.KINDS["evidence"].en in groups.nth(1).inner_text()
     assert advice.KINDS["evidence"].vi not in page.inner_text("main")
+    # on a phone: both kinds readable without a horizontal scroll
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, device_scale_factor=2)
+    try:
+        small = phone.new_page()
+        small.goto(f"{kinds_page}/member/{token}")
+        assert small.locator(".action-kind").count() == 2
+        width = small.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"horizontal scroll on a phone: {width}"
+        small.locator(".action-kind").nth(1).scroll_into_view_if_needed()
+        screenshot(small, "member-actions-kinds-phone")
+    finally:
+        phone.close()
