@@ -254,10 +254,11 @@ def test_check_gates_runs_every_gate_on_intervals():
     champion = evaluation(model(w, 0.5, 1), "1")
     fair = check_gates(evaluation(model(w, 0.5, 2), "2"), champion, Gates(), n_boot=100)
     assert [g.name for g in fair] == ["auc", "calibration", "calibration_evidence", "stability",
-                                      "fairness"]
+                                      "fairness", "shadow"]
     assert {g.name: g.passed for g in fair} == {
         "auc": True, "calibration": True, "calibration_evidence": True, "stability": True,
-        "fairness": True}, [g.detail for g in fair]
+        "fairness": True, "shadow": True}, [g.detail for g in fair]
+    assert "did not run" in fair[-1].detail  # no live traffic recorded: said, not a refusal
     unfair = check_gates(evaluation(model(w, 0.5, 2, penalty=1.5), "2"), champion, Gates(),
                          n_boot=100)
     assert "fairness" in [g.name for g in unfair if not g.passed]
