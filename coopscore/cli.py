@@ -501,7 +501,7 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
     """Run every step (reusing what exists unless --rebuild), then serve."""
     paths = get_paths()
     if rebuild or not (paths.raw / "transactions.parquet").exists():
-        generate(members=members, seed=42, cooperatives=cooperatives, dirty=True)
+        generate(members=members, seed=42, cooperatives=cooperatives, dirty=True, past_policy_decline_share=0.0)
     else:
         console.print(f"reusing generated data in {paths.raw}")
     if rebuild or not (paths.clean / "transactions.parquet").exists():
