@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -46,45 +45,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.api_bench import machine, say
-from settings import Paths, reset_settings
+from benchmarks.api_bench import build_home, machine, say
+from settings import Paths
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 AGREEMENT_POINTS = 2.0
 AGREEMENT_SHARE = 0.95
 N_BOOT = 1000
-
-
-def build_home(home: Path, members: int, cooperatives: int, seed: int) -> Paths:
-    """generate -> ingest -> snapshot -> train (and promote) the member model, unless already
-    there (benchmarks.api_bench.build_home, with the seed as a parameter)."""
-    from coopscore.synthetic import generate
-    from data_contracts.ingest import ingest
-    from features.snapshot import build_snapshot
-    from governance.pipeline import train_and_promote
-    from governance.promotion import promote
-
-    paths = Paths(home)
-    os.environ["COOPSCORE_HOME"] = str(home)
-    os.environ.pop("COOPSCORE_TRACKING_URI", None)
-    reset_settings()
-    if (paths.features / "snapshot.parquet").exists():
-        say(f"reusing the home {home}")
-        return paths
-    for label, fn in (("generate", lambda: generate(paths.raw, members=members,
-                                                     cooperatives=cooperatives, seed=seed)),
-                      ("ingest", lambda: ingest(paths.raw, paths.clean, paths.quarantine)),
-                      ("feature snapshot", lambda: build_snapshot(paths.clean, paths.features))):
-        t = time.perf_counter()
-        say(f"{label} ...")
-        fn()
-        say(f"{label}: {time.perf_counter() - t:.1f} s")
-    t = time.perf_counter()
-    result = train_and_promote(paths, "member")
-    if not result.promoted:  # the advice needs a champion; the gates are not what is measured here
-        promote(paths, "member", result.version, override="benchmark")
-    say(f"train: {time.perf_counter() - t:.1f} s")
-    return paths
 
 
 # -- 1. shown against real ----------------------------------------------------------------------------

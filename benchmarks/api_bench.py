@@ -56,7 +56,7 @@ def machine() -> dict:
             "load_before": "{:.2f} / {:.2f} / {:.2f}".format(*load)}
 
 
-def build_home(home: Path, members: int, cooperatives: int) -> Paths:
+def build_home(home: Path, members: int, cooperatives: int, seed: int = 42) -> Paths:
     """generate -> ingest -> snapshot -> train (and promote) the member model, unless already there."""
     from coopscore.synthetic import generate
     from data_contracts.ingest import ingest
@@ -72,7 +72,7 @@ def build_home(home: Path, members: int, cooperatives: int) -> Paths:
         say(f"reusing the home {home}")
         return paths
     for label, fn in (("generate", lambda: generate(paths.raw, members=members,
-                                                     cooperatives=cooperatives, seed=42)),
+                                                     cooperatives=cooperatives, seed=seed)),
                       ("ingest", lambda: ingest(paths.raw, paths.clean, paths.quarantine)),
                       ("feature snapshot", lambda: build_snapshot(paths.clean, paths.features))):
         t = time.perf_counter()
