@@ -39,7 +39,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "monitoring.md"
 # the mean PD, early delinquency)
 SHIFT_TARGETS = {
     "e_invoice_law": {"einvoice_share_365d", "cash_share_365d"},
-    "cooperative_wave": {"active_months_12m", "revenue_change_vs_last_year_90d", "prior_loans",
+    "cooperative_wave": {"new_entrant_share", "tenure_years", "active_months_12m", "revenue_change_vs_last_year_90d", "prior_loans",
                          "repayment_on_time_rate", "worst_days_past_due", "inflow_count_365d",
                          "inflow_sum_365d", "score", "mean_pd"},
     "province_shock": {"inflow_30d_vs_usual_month", "inflow_60d_vs_usual_month", "revenue_trend_12m",
@@ -163,8 +163,8 @@ def summarise(kind: str, seed: int, shift_month: date, result, built: float) -> 
 
 def _table(proof: Proof) -> str:
     lines = ["| month | scored | PSI score | largest feature PSI | expected AUC [95%] | realised AUC [95%] "
-             "| expected default rate | realised default rate | 30+ DPD by 3 MOB |",
-             "| --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: |"]
+             "| expected default rate | realised default rate | 30+ DPD by 3 MOB | new entrants |",
+             "| --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for r in proof.monthly.itertuples():
         mark = " (shift)" if r.month == proof.shift_month else ""
         lines.append(
@@ -172,7 +172,7 @@ def _table(proof: Proof) -> str:
             f"({r.psi_max_feature_name}) | {r.expected_auc_funded:.3f} [{r.expected_auc_funded_low:.3f}, "
             f"{r.expected_auc_funded_high:.3f}] | {r.realised_auc:.3f} [{r.realised_auc_low:.3f}, "
             f"{r.realised_auc_high:.3f}] | {r.expected_default_rate:.2%} | {r.realised_default_rate:.2%} "
-            f"| {r.dpd30_mob3:.2%} |")
+            f"| {r.dpd30_mob3:.2%} | {r.new_entrant_share:.1%} |")
     return "\n".join(lines)
 
 
@@ -180,7 +180,11 @@ def _months_before(proof: Proof) -> int:
     return int((proof.monthly["month"] < proof.shift_month).sum())
 
 
+READING = "## What this run shows"
+
+
 def write_doc(proofs: list[Proof], members: int, seconds: float) -> None:
+    reading = _kept_reading()
     cpu, memory = cpu_and_memory()
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     rows = ["| shift | seed | shift month | first `act` alert on what it moves | months to alert | such "
@@ -227,7 +231,11 @@ against 3,000). Without the second condition a pilot-sized month alerts on noise
 the mean PD moving by 25% (watch) or 50% (act) from the training population's; 30+ days past due
 by 3 months on book at 1.5 (watch) or 2 (act) times the training population's rate; the realised AUC
 below its estimate's interval (act); the realised default rate outside its estimate's interval
-(watch); a reason code's share as first reason moving by 15 (watch) or 25 (act) points.
+(watch); a reason code's share as first reason moving by 15 (watch) or 25 (act) points; the share
+of new entrants (applicants on the platform for under 1.5 years, by the `tenure_years` feature)
+moving by 10 (watch) or 20 (act) points from the training population's, with the month's 95%
+interval excluding it: a wave of newcomers changes who applies before it moves any feature's
+distribution over everyone.
 
 Why not NannyML for the estimate: nannyml 0.13.1 requires lightgbm < 4.6 (uv.lock pins 4.7.0) and
 brings FLAML, plotly < 6, cloud-storage clients and a telemetry client; the estimate is a few lines
@@ -248,7 +256,7 @@ AUC the PDs of the same funded applications promised (the interval of the estima
 realised AUC falls 95% of the time if the PDs are calibrated).
 
 {chr(10).join(details)}
-## How it scales
+{reading}## How it scales
 
 The scoring is the service's columnar path (one LightGBM call for all applications); the history
 rows are features.engine's SQL, the part that runs on Spark nationwide. The monitor's own work is a
@@ -256,6 +264,16 @@ PSI per feature and month and 1,000 outcome draws per month (vectorised: a month
 applications is drawn in chunks of 2 million cells). The Parquet tables append by month.
 """
     DOC.write_text(text)
+
+
+def _kept_reading() -> str:
+    """The hand-written reading of the last run ("## What this run shows" up to "## How it scales"),
+    kept across runs: figures are the benchmark's, their reading a person's (re-read it after a run)."""
+    if not DOC.exists():
+        return ""
+    text = DOC.read_text()
+    start, end = text.find(READING), text.find("## How it scales")
+    return text[start:end] if 0 <= start < end else ""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -199,9 +199,11 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
           max_calibration_in_the_large: float = GATE_OPTIONS["max_calibration_in_the_large"],
           max_approval_rate_gap: float = GATE_OPTIONS["max_approval_rate_gap"],
           reject_inference: str = typer.Option(
-              "funded_only", help="With data that records declined applications: how to infer their "
-              "outcomes (funded_only, parcelling, inverse_acceptance_weighting, "
-              "random_acceptance_calibration; docs/reject-inference.md)")) -> None:
+              "measured", help="With data that records declined applications: how to infer their "
+              "outcomes. 'measured' (the default) takes the method the reject-inference benchmark "
+              "measured best (training/reject_inference_choice.json), funded_only when nothing was "
+              "declined; or name one: funded_only, parcelling, inverse_acceptance_weighting, "
+              "random_acceptance_calibration (docs/reject-inference.md)")) -> None:
     """Train, calibrate, log to MLflow, register; the promotion gates decide who is champion.
 
     With --table FILE --target COLUMN: a lender's own loan book. Every column's role is shown
@@ -217,16 +219,18 @@ def train(subject: list[str] = typer.Option(["member", "cooperative"],
                          reasons)
         return
     from governance.promotion import Gates
-    from training.reject_inference import METHODS
+    from training.reject_inference import MEASURED, METHODS
 
-    if reject_inference not in METHODS:
-        fail(f"--reject-inference must be one of {', '.join(sorted(METHODS))}, not {reject_inference!r}")
+    if reject_inference not in (MEASURED, *METHODS):
+        fail(f"--reject-inference must be one of {MEASURED}, {', '.join(sorted(METHODS))}, "
+             f"not {reject_inference!r}")
     _train_subjects(subject, Gates(max_calibration_in_the_large, max_ece, max_feature_psi,
                                    max_approval_rate_gap), reject_inference)
 
 
-def _train_subjects(subject: list[str], gates, reject_inference: str = "funded_only") -> None:
+def _train_subjects(subject: list[str], gates, reject_inference: str = "measured") -> None:
     from training.dataset import NotEnoughData
+    from training.reject_inference import NoMeasuredMethod
     from governance.pipeline import train_and_promote
 
     paths = get_paths()
@@ -240,7 +244,7 @@ def _train_subjects(subject: list[str], gates, reject_inference: str = "funded_o
                                                  progress=lambda msg: status.update(f"{s}: {msg}")))
         except NotEnoughData as exc:
             console.print(f"[yellow]skipped the {s} model:[/] {exc}")
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, NoMeasuredMethod) as exc:
             fail(str(exc))
     out = Table("model", "version", "backtest AUC", "true-PD AUC", "champion before", "champion now?",
                 "seconds", title="training")

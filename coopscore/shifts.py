@@ -14,9 +14,13 @@ mechanics as the rest of the data, and the months before it are statistically wh
   share of sales that are invoiced and the share that is cash) jumps by `years` from the month on.
   The clock is per month, not per entity, so every seller moves, household businesses most
   (their formal propensity is the highest). Behaviour changes; risk does not.
-- `cooperative_wave`: a wave of cooperatives (`share` of them, with their members) joins the
-  platform twelve months before the month, so their first applications (which need twelve months
-  of history) arrive from the month on: thin histories, young tenure on the platform.
+- `cooperative_wave`: a wave of newly founded cooperatives (`share` of them, with their members;
+  a programme that registers farmer groups as cooperatives): founded in the month thirteen months
+  before the shift, their members joining then, all on the platform from the next month, so their
+  first applications (which need twelve months of history) arrive from the shift's month on. New
+  to the platform and to digital sales, they invoice less and take more cash (`informality` in
+  log-odds), and have no loan record before joining. Their creditworthiness is drawn as everyone's:
+  risk moves only through the generator's own mechanics (short history, no repayment record).
 
 Used by coopscore.synthetic.generate(shift=...); `Shift.parse("province_shock:2025-06")` reads the
 form a command line gives.
@@ -30,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 from data_contracts import vocabulary as v
+
+NS_PER_DAY = 86_400 * 10**9
 
 KINDS = ("province_shock", "e_invoice_law", "cooperative_wave")
 # The Mekong delta: salinity intrusion and drought hit these provinces together (2016, 2020, 2024).
@@ -48,6 +54,7 @@ class Shift:
     years: float = 5.0  # e_invoice_law: how many years the formalisation clock jumps
     share: float = 0.35  # cooperative_wave: the share of cooperatives in the wave
     seed: int = 0  # cooperative_wave: which cooperatives
+    informality: float = 0.8  # cooperative_wave: less invoicing, more cash (channel log-odds)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -88,20 +95,23 @@ def month_index(shift: Shift, start: date, months: int) -> int:
 
 def inject(shift: Shift | None, ent: pd.DataFrame, shocks: np.ndarray, cal, people: pd.DataFrame,
            coops: pd.DataFrame):
-    """(ent, shocks, cal) with the shift applied; the same objects when `shift` is None.
+    """(ent, shocks, cal, people, coops) with the shift applied; the same objects when `shift` is
+    None.
 
     `ent`: the generator's entities (members first, then cooperatives); `shocks`: (entity, month)
     sales factors; `cal`: its Calendar; `people`, `coops`: its member and cooperative frames."""
     if shift is None:
-        return ent, shocks, cal
+        return ent, shocks, cal, people, coops
     t = month_index(shift, cal.start, cal.months)
     if shift.kind == "province_shock":
-        return ent, _province_shock(shift, t, shocks, people, coops), cal
+        return ent, _province_shock(shift, t, shocks, people, coops), cal, people, coops
     if shift.kind == "e_invoice_law":
         clock = cal.years_since_2022.copy()
         clock[t:] += shift.years
-        return ent, shocks, replace(cal, years_since_2022=clock)
-    return _cooperative_wave(shift, t, ent, people, coops), shocks, cal
+        return ent, shocks, replace(cal, years_since_2022=clock), people, coops
+    ent = _cooperative_wave(shift, t, ent, people, coops)
+    people, coops = _cooperative_wave_frames(shift, t, people, coops, cal)
+    return ent, shocks, cal, people, coops
 
 
 def _province_shock(shift: Shift, t: int, shocks: np.ndarray, people: pd.DataFrame,
@@ -116,12 +126,41 @@ def _province_shock(shift: Shift, t: int, shocks: np.ndarray, people: pd.DataFra
     return out
 
 
+def _wave(shift: Shift, coops: pd.DataFrame) -> np.ndarray:
+    """Which cooperatives are in the wave."""
+    return np.random.default_rng([shift.seed, 16]).random(len(coops)) < shift.share
+
+
+def _day_in_month(rng: np.random.Generator, cal, month: int, n: int) -> np.ndarray:
+    return cal.month_start[month] + (rng.random(n) * cal.days[month]).astype(np.int64) * NS_PER_DAY
+
+
 def _cooperative_wave(shift: Shift, t: int, ent: pd.DataFrame, people: pd.DataFrame,
                       coops: pd.DataFrame) -> pd.DataFrame:
-    rng = np.random.default_rng([shift.seed, 16])
-    wave = rng.random(len(coops)) < shift.share
+    """The entities of the wave active on the platform from month t - 12, less formal."""
+    wave = _wave(shift, coops)
     joined = np.r_[wave[people.coop.to_numpy()], wave]  # the cooperatives and their members
     out = ent.copy()
-    out["active_from"] = np.where(joined, np.maximum(out["active_from"].to_numpy(), t - 12),
-                                  out["active_from"].to_numpy())
+    out["active_from"] = np.where(joined, t - 12, out["active_from"].to_numpy())
+    out["formal0"] = out["formal0"].to_numpy() - shift.informality * joined
+    out["cash0"] = out["cash0"].to_numpy() + shift.informality * joined
     return out
+
+
+def _cooperative_wave_frames(shift: Shift, t: int, people: pd.DataFrame, coops: pd.DataFrame, cal
+                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The wave's founding and joining dates: founded, and joined by their members, in month t - 13
+    (so the contracts' dates agree with when they trade: members and cooperatives that join during
+    the data trade from the month after)."""
+    rng = np.random.default_rng([shift.seed, 17])
+    wave = _wave(shift, coops)
+    members = wave[people.coop.to_numpy()]
+    coops, people = coops.copy(), people.copy()
+    coops["founding"] = np.where(wave, _day_in_month(rng, cal, t - 13, len(coops)) // NS_PER_DAY
+                                 * NS_PER_DAY, coops["founding"].to_numpy())
+    coops["active_from"] = np.where(wave, t - 12, coops["active_from"].to_numpy())
+    founded = coops["founding"].to_numpy()[people.coop.to_numpy()]
+    day = np.maximum(_day_in_month(rng, cal, t - 13, len(people)) // NS_PER_DAY * NS_PER_DAY, founded)
+    people["joined"] = np.where(members, day, people["joined"].to_numpy())
+    people["active_from"] = np.where(members, t - 12, people["active_from"].to_numpy())
+    return people, coops

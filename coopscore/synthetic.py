@@ -1291,7 +1291,7 @@ def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | No
     coops = finish_cooperatives(coops, people)
     ent = make_behaviour(_rng(seed, "behaviour"), people, coops, cal)
     shocks = shock_factors(ent, months)
-    ent, shocks, cal = shifts.inject(shift, ent, shocks, cal, people, coops)  # coopscore.shifts
+    ent, shocks, cal, people, coops = shifts.inject(shift, ent, shocks, cal, people, coops)
     entity_ids = _entity_ids(members, n_coops)
     member_ids, coop_ids = entity_ids.slice(0, members), entity_ids.slice(members)
 

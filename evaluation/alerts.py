@@ -20,7 +20,12 @@ much, against which threshold, so a risk analyst can act without opening the tab
   rank as they promised): `act`; the realised default rate outside the expected one's interval:
   `watch`;
 - a reason code whose share as the first reason moves by `reason_share_watch` / `reason_share_act`
-  (absolute) from the training population's: a reason that suddenly dominates.
+  (absolute) from the training population's: a reason that suddenly dominates;
+- the share of new entrants (applicants on the platform for less than `new_entrant_years`, by the
+  `tenure_years` feature) moving by `new_entrant_share_watch` / `new_entrant_share_act` (absolute)
+  from the training population's, with the month's 95% interval excluding it: a wave of newcomers
+  (a programme founding cooperatives, a new partner) changes who applies before any feature's
+  distribution over everyone has to.
 
 A month with fewer than `min_applications` scored applications is not judged (said in its row).
 """
@@ -54,6 +59,9 @@ class AlertConfig:
     dpd30_min_loans: int = 50  # loans 3 months on book needed to judge early delinquency
     reason_share_watch: float = 0.15  # absolute change of a code's share as the first reason
     reason_share_act: float = 0.25
+    new_entrant_years: float = 1.5  # tenure below this: a new entrant (12 months of history needed)
+    new_entrant_share_watch: float = 0.10  # absolute change of the share of new entrants
+    new_entrant_share_act: float = 0.20
     min_applications: int = 50  # fewer scored applications in a month: not judged
     min_labelled_defaults: int = 5  # fewer defaults matured in a month: no realised AUC
 
@@ -147,4 +155,19 @@ def interval_alert(month: str, kind: str, value: float, low: float, high: float,
         return Alert(month, level, kind, kind, value, high,
                      f"realised {what} {value:.3f} is above its estimate's interval "
                      f"[{low:.3f}, {high:.3f}]")
+    return None
+
+
+def share_alert(month: str, kind: str, target: str, value: float, low: float, high: float,
+                reference: float, watch: float, act: float, what: str) -> Alert | None:
+    """`watch` / `act` when a share moves by more than a bound from the reference's and its 95%
+    interval [low, high] excludes the reference (a small month's share is not judged on its point)."""
+    if not all(np.isfinite(x) for x in (value, low, high, reference)) or low <= reference <= high:
+        return None
+    change = value - reference
+    for level, bound in (("act", act), ("watch", watch)):
+        if abs(change) > bound:
+            return Alert(month, level, kind, target, value, bound,
+                         f"{what} is {value:.1%} [{low:.1%}, {high:.1%}] against {reference:.1%} in "
+                         f"the training population ({change:+.1%} points; bound {bound:g})")
     return None

@@ -178,8 +178,9 @@ def _population_note(params: dict) -> str:
     trained = params.get("training_population", "funded loans only")
     declined = params.get("train_declined", "0")
     validated = params.get("validated_on", "funded loans only (the as-deployed backtest)")
-    text = (f"Trained on: {trained} (reject inference: {method}; declined applications used: "
-            f"{declined}). Validated on: {validated}: the declined have no outcome, so no measure "
+    why = params.get("reject_inference_why")
+    text = (f"Trained on: {trained} (reject inference: {method}{', ' + why if why else ''}; declined "
+            f"applications used: {declined}). Validated on: {validated}: the declined have no outcome, so no measure "
             "above covers them; through the door was measured on synthetic truth only "
             "(docs/reject-inference.md).")
     return f"<p class='callout'>{html.escape(text)}</p>"

@@ -40,7 +40,7 @@ from scipy.stats import chi2, norm, rankdata
 
 from evaluation import metrics, stability
 from evaluation.alerts import (Alert, AlertConfig, change_alert, interval_alert, psi_alert,
-                               psi_noise, ratio_alert)
+                               share_alert, psi_noise, ratio_alert)
 from training.dataset import ARREARS_GRADE_DAYS, LABEL_MONTHS
 from training.scaling import GRADE_UPPER_PD
 
@@ -52,6 +52,7 @@ VINTAGE_MONTHS = 24  # vintage curves up to this many months on book
 DRAWS = 1000  # outcome draws of the performance estimate
 N_BOOT = 200
 REASON_COLUMNS = tuple(f"reason_{k}" for k in range(1, 5))
+TENURE = "tenure_years"  # the feature new entrants are told by (AlertConfig.new_entrant_years)
 
 
 @dataclass
@@ -194,7 +195,7 @@ def monitor(scored: pd.DataFrame, reference: pd.DataFrame, features: list[str],
     if reference.empty:
         raise ValueError("the training population is empty: nothing to compare the months with")
     months = sorted(scored["month"].unique()) if months is None else list(months)
-    ref = _reference_figures(reference)
+    ref = _reference_figures(reference, config)
     baseline = reference_months_psi(reference, ["score", *features], config)
     monthly, psi_rows, grade_rows, reason_rows, alerts = [], [], [], [], []
     ref_first = _first_reason_shares(reference)
@@ -239,11 +240,21 @@ def pooled_performance(scored: pd.DataFrame, config: AlertConfig, draws: int = D
     return out
 
 
-def _reference_figures(reference: pd.DataFrame) -> dict[str, float]:
+def _reference_figures(reference: pd.DataFrame, config: AlertConfig) -> dict[str, float]:
     early = reference["dpd30_mob3"].dropna()
     return {"n": float(len(reference)), "mean_pd": float(reference["pd"].mean()),
             "default_rate": float(reference["label"].mean()),
-            "dpd30_mob3": float(early.mean()) if len(early) else np.nan}
+            "dpd30_mob3": float(early.mean()) if len(early) else np.nan,
+            "new_entrant_share": _new_entrant_share(reference, config).value}
+
+
+def _new_entrant_share(frame: pd.DataFrame, config: AlertConfig) -> metrics.Estimate:
+    """The share of applications whose subject has been on the platform under
+    config.new_entrant_years (NaN when the model has no tenure feature)."""
+    if TENURE not in frame or frame.empty:
+        return metrics.Estimate(np.nan, np.nan, np.nan)
+    tenure = frame[TENURE].to_numpy(dtype=float)
+    return wilson(int((tenure < config.new_entrant_years).sum()), len(tenure))
 
 
 def reference_months_psi(reference: pd.DataFrame, columns: list[str], config: AlertConfig) -> pd.Series:
@@ -272,6 +283,9 @@ def _month(month: str, part: pd.DataFrame, reference: pd.DataFrame, features: li
     for q in (10, 50, 90):
         row[f"score_p{q}"] = float(np.percentile(score, q)) if n else np.nan
     row["mean_pd"] = float(part["pd"].mean()) if n else np.nan
+    entrants = _new_entrant_share(part, config)
+    row["new_entrant_share"], row["new_entrant_share_low"], row["new_entrant_share_high"] = \
+        entrants.value, entrants.low, entrants.high
     psi_part = []
     for column in ["score", *features]:
         value = stability.psi(reference[column], part[column], bins=config.psi_bins) if n else np.nan
@@ -362,6 +376,12 @@ def _alerts(month: str, row: dict, psi_part: pd.DataFrame, reasons: pd.DataFrame
                               row.get("expected_default_rate_funded_low", np.nan),
                               row.get("expected_default_rate_funded_high", np.nan), "watch",
                               "default rate"))
+    out.append(share_alert(month, "new_entrants", "new_entrant_share", row["new_entrant_share"],
+                           row["new_entrant_share_low"], row["new_entrant_share_high"],
+                           ref["new_entrant_share"], config.new_entrant_share_watch,
+                           config.new_entrant_share_act,
+                           f"the share of applicants on the platform under {config.new_entrant_years:g} "
+                           "years"))
     shares = reasons.set_index("code")["share_first"]
     for code in sorted(set(shares.index) | set(ref_first.index)):
         alert = change_alert(month, "reason_share", code, float(shares.get(code, 0.0)),

@@ -35,7 +35,7 @@ class GatedRun(TrainResult):
 def train_and_promote(paths: Paths, subject: str, progress: Callable[[str], None] = lambda _: None,
                       gates: Gates = Gates(), n_boot: int = 200,
                       min_calibration_defaults: int = MIN_CALIBRATION_DEFAULTS,
-                      reject_inference: str = "funded_only") -> GatedRun:
+                      reject_inference: str = "measured") -> GatedRun:
     """Backtest as deployed, train and register a new version of `subject`'s model (the backtest
     is its logged evidence), then run the promotion gates on it.
 

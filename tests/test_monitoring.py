@@ -280,3 +280,45 @@ def test_cli_monitor_on_the_trained_home(pipeline_home, tmp_path):
     assert month in done.stdout and "coopscore-monitoring-member" in done.stdout
     stored = pd.read_parquet(home / "monitoring" / "monthly.parquet")
     assert stored["month"].tolist() == [month]
+
+
+def test_a_cooperative_wave_is_told_by_its_new_entrants_in_its_own_month(tmp_path):
+    """The wave's cooperatives are founded, and their members join, thirteen months before the
+    shift; their first applications arrive from its month on. The features computed as of each
+    application carry that (tenure), and the monitor's new-entrant rule alerts `act` in the shift's
+    month, while no month of the training population before it alerts at all."""
+    from coopscore.synthetic import generate
+    from data_contracts.ingest import ingest
+    from evaluation.alerts import AlertConfig, share_alert
+    from evaluation.monitoring import _new_entrant_share
+    from training.dataset import build_training_set
+
+    month = date(2023, 1, 1)
+    config = AlertConfig()
+    generate(tmp_path / "raw", members=4_000, seed=11, start=date(2019, 1, 1), months=62,
+             shift=Shift("cooperative_wave", month))
+    ingest(tmp_path / "raw", tmp_path / "clean", tmp_path / "quarantine")
+    members = pd.read_parquet(tmp_path / "clean" / "members.parquet")
+    coops = pd.read_parquet(tmp_path / "clean" / "cooperatives.parquet")
+    founded = coops["founding_date"].dt.to_period("M") == pd.Period(month, "M") - 13
+    assert 0.2 < founded.mean() < 0.5  # share 0.35 of cooperatives
+    joined = members["cooperative_id"].isin(coops.loc[founded, "cooperative_id"])
+    assert (members.loc[joined, "join_date"].dt.to_period("M") == pd.Period(month, "M") - 13).all()
+    rows = build_training_set(tmp_path / "clean", "member")
+    rows["month"] = rows["as_of"].dt.strftime("%Y-%m")
+    reference = rows[rows["as_of"] < pd.Timestamp(month) - pd.DateOffset(months=12)]
+    ref_share = _new_entrant_share(reference, config).value
+
+    def alert(part: pd.DataFrame):
+        share = _new_entrant_share(part, config)
+        return share_alert(part["month"].iloc[0], "new_entrants", "new_entrant_share", share.value,
+                           share.low, share.high, ref_share, config.new_entrant_share_watch,
+                           config.new_entrant_share_act, "new entrants")
+
+    shifted = alert(rows[rows["month"] == f"{month:%Y-%m}"])
+    assert shifted is not None and shifted.level == "act", (ref_share, shifted)
+    assert "against" in shifted.message and "points" in shifted.message
+    before = rows[(rows["as_of"] >= pd.Timestamp(month) - pd.DateOffset(months=12))
+                  & (rows["as_of"] < pd.Timestamp(month))]
+    quiet = [alert(part) for _, part in before.groupby("month")]  # small months: judged on intervals
+    assert quiet and all(a is None for a in quiet), [a.message for a in quiet if a]

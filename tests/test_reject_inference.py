@@ -172,11 +172,51 @@ def test_training_records_the_method_and_the_population(policy_home, monkeypatch
     monkeypatch.delenv("COOPSCORE_TRACKING_URI", raising=False)
     reset_settings()
     paths = Paths(policy_home.home)
-    result = train_subject(paths, "member", reject_inference="parcelling")
+    result = train_subject(paths, "member")  # the default: the measured best, as data has declines
     params = mlflow.get_run(result.run_id).data.params
-    assert params["reject_inference"] == "parcelling"
+    measured = ri.measured_choice()
+    assert measured is not None, "run `make benchmark-reject-inference` to measure the methods"
+    assert params["reject_inference"] == measured["method"] != "funded_only"
+    assert params["reject_inference_why"].startswith("measured best through the door")
     assert int(params["train_declined"]) > 500
     assert params["validated_on"] == VALIDATED_ON
     note = _population_note(params)
     assert "Trained on: every applicant" in note and "Validated on: funded loans only" in note
     assert "reject inference: funded_only" in _population_note({})  # older runs: funded only
+
+
+def test_the_default_method_is_funded_only_without_declines_and_the_measured_best_with_them(tmp_path):
+    assert ri.resolve(ri.MEASURED, declined=0, path=tmp_path / "absent.json")[0] == "funded_only"
+    with pytest.raises(ri.NoMeasuredMethod, match="benchmark-reject-inference"):
+        ri.resolve(ri.MEASURED, declined=12, path=tmp_path / "absent.json")
+    record = tmp_path / "choice.json"
+    record.write_text('{"method": "inverse_acceptance_weighting", "seeds": [1, 2]}')
+    assert ri.resolve(ri.MEASURED, declined=12, path=record)[0] == "inverse_acceptance_weighting"
+    assert ri.resolve("parcelling", declined=0, path=record) == ("parcelling", "asked for by name")
+    with pytest.raises(ValueError, match="must be one of"):
+        ri.resolve("fuzzy_augmentation", declined=12, path=record)
+    record.write_text('{"method": "fuzzy_augmentation"}')
+    with pytest.raises(ValueError, match="unknown reject-inference method"):
+        ri.measured_choice(record)
+
+
+def test_the_benchmark_choice_is_the_comparisons_own_best(comparison):
+    from benchmarks.reject_inference import choice
+
+    record = choice({POLICY_SEED: comparison})
+    assert record["method"] == comparison.best
+    assert set(record["evidence"][str(POLICY_SEED)]) == set(comparison.results)
+
+
+def test_the_checked_in_choice_follows_its_own_evidence():
+    """training/reject_inference_choice.json is written by benchmarks/reject_inference.py; its method
+    is the rule applied to the numbers it records (every seed, the far end of each interval)."""
+    record = ri.measured_choice()
+    assert record is not None, "run `make benchmark-reject-inference` to measure the methods"
+    seeds = record["evidence"]
+    assert len(seeds) >= 2 and {str(s) for s in record["seeds"]} == set(seeds)
+
+    def worst(name):
+        return max(max(abs(e[name]["citl_vs_true_pd"]["low"]), abs(e[name]["citl_vs_true_pd"]["high"]))
+                   for e in seeds.values())
+    assert record["method"] == min(ri.METHODS, key=worst)

@@ -30,6 +30,8 @@ weighted sample, with the fitting code unchanged.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,10 @@ from training.dataset import DEFAULT_GRADE, NotEnoughData
 from training.fit import FittedModel, fit
 
 DECLINED, RANDOM_ACCEPT = "declined", "random_accept"
+# `coopscore train`'s default: the method benchmarks/reject_inference.py measured best through the
+# door (written to CHOICE_FILE) when the data records declined applications, funded-only otherwise.
+MEASURED = "measured"
+CHOICE_FILE = Path(__file__).with_name("reject_inference_choice.json")
 MIN_PROPENSITY = 0.02  # an acceptance probability is never taken below this (weights at most 50)
 
 
@@ -225,3 +231,40 @@ def method(name: str):
     if name not in METHODS:
         raise ValueError(f"reject_inference must be one of {sorted(METHODS)}, not {name!r}")
     return METHODS[name]()
+
+
+class NoMeasuredMethod(ValueError):
+    """Declined applications are recorded but no reject-inference method has been measured."""
+
+
+def measured_choice(path: Path = CHOICE_FILE) -> dict | None:
+    """The benchmark's record (benchmarks/reject_inference.py): `method`, the one whose through-the-
+    door calibration error was smallest at the far end of its interval on every seed measured, and
+    per seed each method's evidence. None when the benchmark has not been run."""
+    if not Path(path).exists():
+        return None
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    if record.get("method") not in METHODS:
+        raise ValueError(f"{path} names an unknown reject-inference method {record.get('method')!r}; "
+                         "run `make benchmark-reject-inference` again")
+    return record
+
+
+def resolve(name: str, declined: int, path: Path = CHOICE_FILE) -> tuple[str, str]:
+    """(method name, why) for `coopscore train --reject-inference NAME` on data with `declined`
+    declined applications. `measured` (the default) is funded-only when nothing was declined (no
+    method has anything to infer then) and else the benchmark's measured best; a named method is
+    taken as asked."""
+    if name != MEASURED:
+        method(name)  # refuses an unknown name with the list
+        return name, "asked for by name"
+    if declined == 0:
+        return FundedOnly.name, "the data records no declined applications, so only funded loans exist"
+    record = measured_choice(path)
+    if record is None:
+        raise NoMeasuredMethod(f"the data records {declined:,} declined applications but no reject-inference "
+                         f"method has been measured ({path} is missing): run `make "
+                         "benchmark-reject-inference`, or name a method with --reject-inference")
+    seeds = ", ".join(str(s) for s in record.get("seeds", []))
+    return record["method"], (f"measured best through the door on generator seeds {seeds} "
+                              f"(benchmarks/reject_inference.py, {record.get('written', '?')})")

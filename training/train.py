@@ -30,7 +30,8 @@ from features.catalogue import feature_names
 from settings import Paths
 from training import plots, registry, scaling
 from training import reject_inference as ri
-from training.dataset import build_applicant_set, build_training_set, data_end, matured
+from training.dataset import (application_spine, build_applicant_set, build_training_set, data_end,
+                              matured)
 from training.fit import MIN_CALIBRATION_DEFAULTS, fit
 
 PIP_REQUIREMENTS = [f"{p}=={package_version(p)}"
@@ -62,7 +63,7 @@ def _true_pd(paths: Paths) -> pd.DataFrame | None:
 def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = lambda _: None,
                   backtest: Callable | None = None,
                   min_calibration_defaults: int = MIN_CALIBRATION_DEFAULTS,
-                  reject_inference: str = "funded_only") -> TrainResult:
+                  reject_inference: str = ri.MEASURED) -> TrainResult:
     """Backtest as deployed, refit on every matured label, log the run and register a new version.
 
     `backtest(rows, features, end, truth, min_calibration_defaults=...)` runs the as-deployed
@@ -70,8 +71,9 @@ def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = 
     evaluation, see governance.pipeline); without it the run has no evidence and `oot_auc` is NaN.
     `progress` receives a short message before each step (the CLI shows it).
     `reject_inference`: how the declined applicants enter the registered model
-    (training.reject_inference.METHODS; "funded_only" by default, the only choice when the data
-    records no decisions). The backtest validates on funded loans either way (only they have
+    (training.reject_inference.METHODS), or "measured" (the default): funded-only when the data
+    records no declined applications, else the method benchmarks/reject_inference.py measured best
+    through the door (training.reject_inference.resolve). The backtest validates on funded loans either way (only they have
     outcomes); the run records both populations (params `reject_inference`, `validated_on`)."""
     started = time.perf_counter()
     registry.use_store(paths)
@@ -87,9 +89,13 @@ def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = 
         evidence = backtest(rows, features, end, _true_pd(paths),
                             min_calibration_defaults=min_calibration_defaults)
     known = matured(rows, end)
-    method = ri.method(reject_inference)
+    apps = application_spine(paths.clean, subject, labelled_only=False)
+    recorded_declines = int((apps["decision"] == ri.DECLINED).sum()) if "decision" in apps else 0
+    chosen, why = ri.resolve(reject_inference, recorded_declines)
+    progress(f"reject inference: {chosen} ({why})")
+    method = ri.method(chosen)
     declined = 0
-    if reject_inference == "funded_only":
+    if chosen == ri.FundedOnly.name:
         progress(f"fitting the model on all {len(known):,} applications with a known outcome")
         model = fit(known, features, min_calibration_defaults=min_calibration_defaults)
     else:
@@ -116,7 +122,8 @@ def train_subject(paths: Paths, subject: str, progress: Callable[[str], None] = 
             "score_pdo": scaling.PDO, "data_end": str(end.date()),
             "train_rows": len(known), "train_defaults": int(known["label"].sum()),
             "train_from": str(known["as_of"].min().date()), "train_to": str(known["as_of"].max().date()),
-            "reject_inference": method.name, "train_declined": declined,
+            "reject_inference": method.name, "reject_inference_why": why[:500],
+            "train_declined": declined,
             "training_population": method.population, "validated_on": VALIDATED_ON,
             **(backtest_params(evidence) if evidence is not None else {})})
         mlflow.log_text(model.calibration["reason"], "calibration.txt")

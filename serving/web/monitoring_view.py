@@ -64,6 +64,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "month": ("Tháng", "Month"), "scored": ("Hồ sơ được chấm", "Scored"),
     "mean_pd": ("PD trung bình", "Mean PD"),
     "dpd30": ("Quá hạn 30+ ngày sau 3 tháng", "30+ DPD by 3 months"),
+    "new_entrants": ("Người mới tham gia", "New entrants"),
     "alerts": ("Cảnh báo", "Alerts"),
     "not_yet": ("chưa có", "not yet"),
     "alerts_h": ("Cảnh báo", "Alerts"),
@@ -112,6 +113,7 @@ def view(paths: Paths, lang: str, subject: str = "member") -> dict:
             "realised": (word("not_yet", lang) if not np.isfinite(r.realised_auc) else
                          f"{_f(r.realised_auc, 3)} [{_f(r.realised_auc_low, 3)}, {_f(r.realised_auc_high, 3)}]"),
             "dpd30": word("not_yet", lang) if not np.isfinite(r.dpd30_mob3) else _pct(r.dpd30_mob3),
+            "new_entrants": _pct(getattr(r, "new_entrant_share", np.nan)),
             "act": int((here["level"] == "act").sum()), "watch": int((here["level"] == "watch").sum())})
     alert_rows = [{"month": a.month, "level": a.level, "level_text": level_words[a.level],
                    "message": alert_text(a, lang)}
@@ -145,6 +147,10 @@ ALERT_WORDS: dict[str, tuple[str, str]] = {
     "realised_default_rate": ("Tỷ lệ vỡ nợ thực tế {value:.2%} nằm ngoài khoảng ước tính (biên {threshold:.2%})",
                               "The realised default rate {value:.2%} is outside its estimate's interval "
                               "(bound {threshold:.2%})"),
+    "new_entrants": ("Người mới tham gia nền tảng chiếm {value:.1%} hồ sơ, thay đổi quá {threshold:.0%} điểm "
+                     "so với tập huấn luyện",
+                     "New entrants to the platform are {value:.1%} of applications, a change of more "
+                     "than {threshold:.0%} points from the training population"),
     "reason_share": ("Lý do “{what}” đứng đầu ở {value:.1%} hồ sơ, thay đổi quá {threshold:.0%} điểm",
                      "The reason “{what}” comes first for {value:.1%} of applications, a change of more "
                      "than {threshold:.0%} points"),
