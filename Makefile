@@ -12,7 +12,7 @@ install: .venv/.installed  ## the environment alone, from uv.lock
 
 .venv/.installed: uv.lock pyproject.toml
 	@test -x $(UV) || { $(PYTHON) -m venv .tools && .tools/bin/pip install --quiet uv==$(UV_VERSION); }
-	$(UV) sync --frozen --all-groups
+	$(UV) sync --frozen --all-groups --all-extras
 	@touch $@
 
 demo: install  ## generate, ingest, features, train, register, then serve on :3000
