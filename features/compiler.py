@@ -13,8 +13,9 @@ then one `joined` row per spine row, and each feature's expression over it. Iden
 declared by several features are computed once.
 
 Dialects: DuckDB runs it today; the Spark SQL mapping is the same query with Spark's date
-functions and median (Spark 3.5), for when the pipeline outgrows one machine. Declarations never
-hold a dialect-specific function: only this mapping does.
+functions, median and inline tables (Spark 3.5), for when the pipeline outgrows one machine: it is
+written from Spark's SQL reference and not yet run on Spark (a later item of issue 17).
+Declarations never hold a dialect-specific function: only this mapping does.
 """
 from __future__ import annotations
 
@@ -75,9 +76,11 @@ DUCKDB = Dialect(
 SPARK = Dialect(
     "spark", days_between_sql="datediff({1}, {0})",
     days_before_sql="date_sub({0}, {1})", months_before_sql="add_months({0}, -{1})",
-    months_between_sql="CAST(months_between({1}, {0}) AS INT)",
+    # calendar-month boundaries, as DuckDB's date_diff('month'): months_between is fractional
+    # between a month's end and a month's start
+    months_between_sql="((year({1}) - year({0})) * 12 + month({1}) - month({0}))",
     month_start_sql="trunc({0}, 'MM')", month_of_sql="month({0})",
-    median_sql="percentile({0}, 0.5)", values_sql="(VALUES {0}) AS {1}")
+    median_sql="percentile({0}, 0.5)", values_sql="VALUES {0} AS {1}")
 DIALECTS = {d.name: d for d in (DUCKDB, SPARK)}
 
 
