@@ -56,6 +56,12 @@ TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
 EXACT_FLOAT_INT = 2 ** 53  # beyond this a number read as floating point is no longer exact
 
 
+def write_parquet(table: pa_arrow.Table, path) -> None:
+    """Parquet with microsecond timestamps: the unit every engine reads (Spark refuses nanoseconds);
+    pyarrow raises rather than truncate a time that carries nanoseconds."""
+    pq.write_table(table, path, coerce_timestamps="us")
+
+
 class IngestError(Exception):
     """A whole input file is unusable; the message says what was wrong and what to do."""
 
@@ -162,8 +168,8 @@ def ingest_table(table: str, source: Path, accepted: dict[str, pd.DataFrame], no
         raise RuntimeError(f"ingest bug: {table} has {report.input_rows} input rows but "
                            f"{report.accepted} accepted + {report.quarantined} quarantined")
 
-    _write_atomically(clean_dir / f"{table}.parquet", lambda p: pq.write_table(as_arrow(clean), p))
-    _write_atomically(quarantine_dir / f"{table}.parquet", lambda p: pq.write_table(quarantine, p))
+    _write_atomically(clean_dir / f"{table}.parquet", lambda p: write_parquet(as_arrow(clean), p))
+    _write_atomically(quarantine_dir / f"{table}.parquet", lambda p: write_parquet(quarantine, p))
     return clean, report
 
 

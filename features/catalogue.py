@@ -63,7 +63,7 @@ COOPERATIVE_LATE_MONTHS = Aggregate(COOPERATIVE_MONTHLY_REPAYMENTS, "sum", "loan
 # The cooperative's arrears rate, read by members and by the cooperative itself.
 COOPERATIVE_ARREARS_RATE = dict(
     inputs={"late": COOPERATIVE_LATE_MONTHS, "all": COOPERATIVE_LOAN_MONTHS},
-    expression="{late} * 1.0 / NULLIF({all}, 0)")
+    expression="CAST({late} AS DOUBLE) / NULLIF({all}, 0)")
 
 
 def _in(values) -> str:
@@ -180,7 +180,7 @@ FEATURES: tuple[Feature, ...] = (
             inputs={"cancelled": Aggregate(E_INVOICES, "count", where="status = 'cancelled'",
                                            window=days(365)),
                     "issued": Aggregate(E_INVOICES, "count", window=days(365))},
-            expression="{cancelled} * 1.0 / NULLIF({issued}, 0)"),
+            expression="CAST({cancelled} AS DOUBLE) / NULLIF({issued}, 0)"),
     # --- repayment history ---------------------------------------------------------------------
     Feature("prior_loans", "Số khoản vay trước đây trên nền tảng",
             "Earlier loans on the platform", 0, "REPAYMENT_HISTORY",
@@ -190,7 +190,7 @@ FEATURES: tuple[Feature, ...] = (
             "REPAYMENT_HISTORY",
             inputs={"on_time": Aggregate(REPAYMENTS, "count", where="days_past_due = 0"),
                     "months": Aggregate(REPAYMENTS, "count")},
-            expression="CASE WHEN {months} > 0 THEN {on_time} * 1.0 / {months} END"),
+            expression="CASE WHEN {months} > 0 THEN CAST({on_time} AS DOUBLE) / {months} END"),
     Feature("worst_days_past_due", "Số ngày quá hạn cao nhất",
             "Worst days past due", +1, "REPAYMENT_HISTORY", unit="days",
             inputs=Aggregate(REPAYMENTS, "max", "days_past_due")),
@@ -200,7 +200,7 @@ FEATURES: tuple[Feature, ...] = (
             "Tenure in years (since joining, or since founding)", -1, "TENURE_SHORT", unit="years",
             inputs={"joined": Attribute(SUBJECT_ROW, "days_since_joining"),
                     "founded": Attribute(SUBJECT_ROW, "days_since_founding")},
-            expression="COALESCE({joined}, {founded}) / 365.25"),
+            expression="CAST(COALESCE({joined}, {founded}) AS DOUBLE) / 365.25"),
     Feature("capital_contribution_vnd", "Vốn góp vào hợp tác xã",
             "Capital contributed to the cooperative", -1, "CAPITAL_LOW", subjects=(MEMBER,),
             unit="VND", inputs=Attribute(SUBJECT_ROW, "capital_contribution_vnd")),
@@ -258,7 +258,7 @@ FEATURES: tuple[Feature, ...] = (
                                      days(90)),
                     "before": Aggregate(TRANSACTIONS, "count_distinct", "counterparty_hash", INFLOW,
                                         days(180, 91))},
-            expression="({now} - {before}) * 1.0 / NULLIF({before}, 0)"),
+            expression="CAST({now} - {before} AS DOUBLE) / NULLIF({before}, 0)"),
     # --- the cooperative's own health (for members) --------------------------------------------
     Feature("coop_revenue_12m", "Doanh thu của hợp tác xã, 12 tháng trọn trước tháng xét",
             "Cooperative's revenue, the 12 whole months before the as-of month", -1,

@@ -62,7 +62,7 @@ def history_sql() -> str:
 
 def history_features(con: duckdb.DuckDBPyConnection, spine: pd.DataFrame) -> pd.DataFrame:
     """Stage 1. `spine` has spine_id, entity_type, entity_id, as_of (date). One row out per row in."""
-    _check_spine(spine)
+    check_spine(spine)
     con.register("spine_df", spine[["spine_id", "entity_type", "entity_id", "as_of"]])
     con.execute("CREATE OR REPLACE TEMP TABLE spine AS SELECT spine_id, entity_type, entity_id, "
                 "CAST(as_of AS DATE) AS as_of FROM spine_df")
@@ -104,7 +104,8 @@ def application_features(history: pd.DataFrame, applications: pd.DataFrame,
     return out
 
 
-def _check_spine(spine: pd.DataFrame) -> None:
+def check_spine(spine: pd.DataFrame) -> None:
+    """Refuses a spine without its four columns or with a repeated spine_id."""
     missing = {"spine_id", "entity_type", "entity_id", "as_of"} - set(spine.columns)
     if missing:
         raise ValueError(f"spine is missing columns {sorted(missing)}")
