@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from data_contracts import vocabulary as v
 from data_contracts.contracts import CONTRACTS, Contract
@@ -127,7 +129,20 @@ def future_values(table: pd.DataFrame, contract: Contract, received_at: pd.Times
 
 def _unknown(values: pd.Series, known: pd.Series) -> np.ndarray:
     """True where a value is given but not among the known ones (missing values are not unknown)."""
-    return (values.notna() & ~values.isin(known)).to_numpy()
+    return values.notna().to_numpy() & ~_among(values, known)
+
+
+def _among(values: pd.Series, known) -> np.ndarray:
+    """True where a value is among the known ones (a missing value never is)."""
+    # Arrow's own set lookup: pandas' isin on Arrow text turns every known value into a Python
+    # object first, a cost paid again for every batch of a large table.
+    found = pc.is_in(_chunked(values), value_set=_chunked(known).combine_chunks())
+    return found.to_numpy().astype(bool)
+
+
+def _chunked(values: pd.Series) -> pa.ChunkedArray:
+    array = pa.array(values, from_pandas=True)  # Arrow-backed text comes as it is, uncopied
+    return array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
 
 
 def unknown_reference(table: pd.DataFrame, column: str, parent: pd.DataFrame, parent_table: str,
@@ -178,7 +193,7 @@ def loan_exists(table, accepted, received_at):
 def loan_matches_application(table, accepted, received_at):
     """A loan goes to the borrower who applied, and is disbursed on or after the application."""
     apps = accepted["loan_applications"].set_index("application_id")
-    known = table["application_id"].isin(apps.index).to_numpy()
+    known = _among(table["application_id"], apps.index.to_series())
     loans = table[known]
     app = apps.reindex(loans["application_id"])
     found = []
