@@ -13,6 +13,12 @@ rows that are refused):
 A row may break several rules; all of them are recorded. Tables are ingested parents first, so a
 reference is checked against the rows actually accepted.
 
+Tables are read in batches (`batch_rows`, COOPSCORE_INGEST_BATCH_ROWS) and each batch goes through
+the three steps and is appended to the output, so memory does not grow with a table. Duplicate keys
+span batches: a first pass over the key columns finds them with DuckDB (`data_contracts.duplicates`),
+and step 3 then words them for the rows of each batch. Of the accepted tables only the columns
+the rules read of parents are kept (`rules.PARENT_COLUMNS`).
+
 Problems with a whole file (missing, unreadable, both CSV and Parquet, a contract column absent)
 raise `IngestError` before anything is written.
 """
