@@ -33,12 +33,12 @@ import json, sys, time
 from datetime import datetime
 from pathlib import Path
 from data_contracts.ingest import ingest
-raw, out, batch_rows, received_at = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+raw, out, batch_rows, received_at, result = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 started = time.perf_counter()
 report = ingest(Path(raw), out / "clean", out / "quarantine", received_at=datetime.fromisoformat(received_at),
                 batch_rows=int(batch_rows) if batch_rows else None)
 seconds = time.perf_counter() - started
-print(json.dumps({"seconds": seconds, "tables": [
+Path(result).write_text(json.dumps({"seconds": seconds, "tables": [
     {"table": t.table, "input_rows": t.input_rows, "accepted": t.accepted,
      "quarantined": t.quarantined, "reasons": t.reasons} for t in report.tables]}))
 """
@@ -49,14 +49,15 @@ def measure(raw: Path, out: Path, batch_rows: int | None = None) -> dict:
     Python), its peak resident memory in bytes, and the report's counts. `batch_rows` None: the
     settings' batch size."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out.mkdir(parents=True, exist_ok=True)
+    result_file = out / "measurement.json"  # a file, not stdout: a library may print there
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(raw), str(out), str(batch_rows or ""),
-                             RECEIVED_AT], stdout=subprocess.PIPE, env=env, cwd=ROOT)
-    output = proc.stdout.read()
+                             RECEIVED_AT, str(result_file)], env=env, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak RSS alone
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"ingest of {raw} failed in the child process (exit {proc.returncode})")
-    result = json.loads(output.decode().strip().splitlines()[-1])
+    result = json.loads(result_file.read_text())
     result["peak_rss_bytes"] = usage.ru_maxrss * 1024  # Linux reports kilobytes
     result["rows"] = sum(t["input_rows"] for t in result["tables"])
     return result

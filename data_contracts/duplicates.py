@@ -39,7 +39,9 @@ def connect(workdir: Path, memory_mb: int, threads: int | None = None) -> duckdb
               "preserve_insertion_order": False}
     if threads:
         config["threads"] = threads
-    return duckdb.connect(":memory:", config=config)
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET enable_progress_bar = false")  # ingest reports its own progress
+    return con
 
 
 class RepeatedKeys:
