@@ -25,6 +25,7 @@ raise `IngestError` before anything is written.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import tempfile
@@ -178,6 +179,9 @@ def _silent(message: str, fraction: float) -> None:
     pass
 
 
+KEY_PASS_SHARE = 0.15  # of a table's time, roughly, reading and grouping its keys (for progress)
+
+
 def ingest_table(table: str, source: Path, parents: dict[str, pd.DataFrame], now: pd.Timestamp,
                  clean_dir: Path, quarantine_dir: Path, batch_rows: int,
                  con: duckdb.DuckDBPyConnection, workdir: Path, progress: Callable[[str, float], None] = _silent,
@@ -215,6 +219,10 @@ def ingest_table(table: str, source: Path, parents: dict[str, pd.DataFrame], now
             if table in rules.PARENT_COLUMNS:
                 kept.append(clean[list(rules.PARENT_COLUMNS[table])])
             progress(f"{input_rows:,} rows", KEY_PASS_SHARE + (1 - KEY_PASS_SHARE) * fraction)
+            del raw, clean, quarantine, found
+            # pandera's errors keep a batch alive in reference cycles (through their tracebacks)
+            # that the generational collector seldom reaches: memory grew with every batch.
+            gc.collect()
         report = TableReport(table=table, source=source, input_rows=input_rows, accepted=accepted,
                              quarantined=quarantined, reasons=dict(sorted(reasons.items())))
         if not report.reconciles:  # impossible by construction: a bug here must be loud
@@ -225,9 +233,6 @@ def ingest_table(table: str, source: Path, parents: dict[str, pd.DataFrame], now
     columns = list(rules.PARENT_COLUMNS[table])
     return report, (pd.concat(kept, ignore_index=True) if kept
                     else to_contract_dtypes(parse_table(_no_rows(contract), contract)[0], contract)[columns])
-
-
-KEY_PASS_SHARE = 0.15  # of a table's time, roughly, reading and grouping its keys
 
 
 def judge_batch(table: str, raw: pd.DataFrame, parents: dict[str, pd.DataFrame], now: pd.Timestamp,
@@ -247,6 +252,7 @@ def judge_batch(table: str, raw: pd.DataFrame, parents: dict[str, pd.DataFrame],
 
 
 def _no_rows(contract: Contract) -> pd.DataFrame:
+    """A raw table with the contract's columns and no row (a parent delivered empty)."""
     return pd.DataFrame({f.name: pd.Series([], dtype=TEXT) for f in contract.fields})
 
 
@@ -327,11 +333,16 @@ def read_batches(path: Path, batch_rows: int, columns: list[str] | None = None,
 def _arrow_batches(path: Path, batch_rows: int, columns: list[str] | None,
                    ) -> Iterator[tuple[pa_arrow.RecordBatch, float]]:
     if path.suffix == ".parquet":
+        # A row group at a time (pyarrow writes a million rows to one by default): iter_batches
+        # kept a little of every batch it had read, memory growing with the file.
         parquet = pq.ParquetFile(path)
         total, done = max(1, parquet.metadata.num_rows), 0
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):
-            done += batch.num_rows
-            yield batch, done / total
+        for i in range(parquet.num_row_groups):
+            group = parquet.read_row_group(i, columns=columns)
+            for batch in group.to_batches(max_chunksize=batch_rows):
+                done += batch.num_rows
+                yield batch, done / total
+            del group
         return
     header = read_header(path)
     size = max(1, path.stat().st_size)
