@@ -209,6 +209,11 @@ def ingest_table(table: str, source: Path, parents: dict[str, pd.DataFrame], now
     quarantine_out = BatchWriter(quarantine_dir / f"{table}.parquet", quarantine_schema(read_header(source)))
     with clean_out, quarantine_out:
         for raw, fraction in read_batches(source, batch_rows):
+            if input_rows:
+                # pandera's errors keep a batch alive in reference cycles (through their
+                # tracebacks) that the generational collector seldom reaches: without this,
+                # memory grew with every batch. (A table read in one batch never pays for it.)
+                gc.collect()
             clean, quarantine, found = judge_batch(table, raw, parents, now, first_row)
             clean_out.write(as_arrow(clean))
             quarantine_out.write(quarantine)
@@ -220,9 +225,6 @@ def ingest_table(table: str, source: Path, parents: dict[str, pd.DataFrame], now
                 kept.append(clean[list(rules.PARENT_COLUMNS[table])])
             progress(f"{input_rows:,} rows", KEY_PASS_SHARE + (1 - KEY_PASS_SHARE) * fraction)
             del raw, clean, quarantine, found
-            # pandera's errors keep a batch alive in reference cycles (through their tracebacks)
-            # that the generational collector seldom reaches: memory grew with every batch.
-            gc.collect()
         report = TableReport(table=table, source=source, input_rows=input_rows, accepted=accepted,
                              quarantined=quarantined, reasons=dict(sorted(reasons.items())))
         if not report.reconciles:  # impossible by construction: a bug here must be loud
