@@ -333,18 +333,21 @@ def read_batches(path: Path, batch_rows: int, columns: list[str] | None = None,
 
 
 def _arrow_batches(path: Path, batch_rows: int, columns: list[str] | None,
-                   ) -> Iterator[tuple[pa_arrow.RecordBatch, float]]:
+                   ) -> Iterator[tuple[pa_arrow.RecordBatch | pa_arrow.Table, float]]:
     if path.suffix == ".parquet":
-        # A row group at a time (pyarrow writes a million rows to one by default): iter_batches
-        # kept a little of every batch it had read, memory growing with the file.
+        # Whole row groups (pyarrow writes a million rows to one by default), gathered until
+        # there are batch_rows: iter_batches kept a little of every batch it had read.
         parquet = pq.ParquetFile(path)
         total, done = max(1, parquet.metadata.num_rows), 0
+        pending: list[pa_arrow.Table] = []
         for i in range(parquet.num_row_groups):
-            group = parquet.read_row_group(i, columns=columns)
-            for batch in group.to_batches(max_chunksize=batch_rows):
-                done += batch.num_rows
-                yield batch, done / total
-            del group
+            pending.append(parquet.read_row_group(i, columns=columns))
+            if sum(t.num_rows for t in pending) >= batch_rows or i == parquet.num_row_groups - 1:
+                gathered = pa_arrow.concat_tables(pending).combine_chunks()
+                pending.clear()
+                done += gathered.num_rows
+                yield gathered, done / total
+                del gathered
         return
     header = read_header(path)
     size = max(1, path.stat().st_size)
