@@ -104,6 +104,14 @@ class Settings(BaseSettings):
         "spark nationwide (its master from Spark's usual settings: spark-submit --master, "
         "SPARK_MASTER, spark-defaults.conf; local[*] otherwise); a command's --engine overrides it"))
 
+    ingest_batch_rows: int = Field(500_000, ge=1, description=(
+        "rows ingest reads, checks and writes at a time; its memory grows with this, not with the "
+        "size of a table (about 1.5 GB at the default on the generator's transactions; "
+        "docs/scaling.md)"))
+    ingest_memory_mb: int = Field(1024, ge=64, description=(
+        "memory in MB that ingest's search for duplicate keys (DuckDB, over a whole table) may use "
+        "before it spills to disk in the quarantine folder"))
+
     @field_validator("tracking_uri", "database_url", mode="before")
     @classmethod
     def _strip(cls, value):
