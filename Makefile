@@ -6,13 +6,13 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-own-table benchmark-api benchmark-ranking benchmark-advice benchmark-reject-inference benchmark-monitoring fuzz clean
+.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-ingest benchmark-own-table benchmark-api benchmark-ranking benchmark-advice benchmark-reject-inference benchmark-monitoring fuzz clean
 
 install: .venv/.installed  ## the environment alone, from uv.lock
 
 .venv/.installed: uv.lock pyproject.toml
 	@test -x $(UV) || { $(PYTHON) -m venv .tools && .tools/bin/pip install --quiet uv==$(UV_VERSION); }
-	$(UV) sync --frozen --all-groups
+	$(UV) sync --frozen --all-groups --all-extras
 	@touch $@
 
 demo: install  ## generate, ingest, features, train, register, then serve on :3000
@@ -32,6 +32,9 @@ mlflow-ui: install  ## the MLflow UI over var/mlflow on :5000
 
 benchmark: install  ## speed measurements, written to docs/benchmarks.md
 	.venv/bin/python -m benchmarks.run
+
+benchmark-ingest: install  ## ingest's peak memory and speed, in batches against whole tables, to docs/benchmarks-ingest.md
+	.venv/bin/python -m benchmarks.ingest_memory
 
 benchmark-api: install  ## API load, batch and audit measurements, written to docs/benchmarks-api.md
 	.venv/bin/python -m benchmarks.api_bench

@@ -5,6 +5,8 @@
 Runs the real pipeline twice (the pilot size, about 10^7 transactions, and the demo size) in
 temporary folders, then the real BentoML server over HTTP, and writes docs/benchmarks.md with the
 machine it ran on. Each measurement is compared, in the same run, with a baseline:
+- ingest: in batches against whole tables in one batch each (each in a child process, for its
+  peak memory; benchmarks/ingest_memory.py), with the same verdicts checked;
 - features: the DuckDB engine against a plain pandas loop over applications (the obvious way);
 - service: the snapshot path (history precomputed) against on-demand history for another date.
 """
@@ -14,6 +16,7 @@ import argparse
 import logging
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -21,13 +24,13 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
+from benchmarks import ingest_memory
 from benchmarks.machine import cpu_and_memory
 
 import httpx
 import pandas as pd
 
 from coopscore.synthetic import generate
-from data_contracts.ingest import ingest
 from features import engine
 from features.snapshot import build_snapshot
 from governance.pipeline import train_and_promote
@@ -80,7 +83,11 @@ def pipeline(paths: Paths, members: int, cooperatives: int) -> dict:
                                        cooperatives=cooperatives, seed=42)
     out["transactions"] = summary.rows["transactions"]
     out["all_rows"] = sum(summary.rows.values())
-    _, out["ingest_s"] = timed("ingest", ingest, paths.raw, paths.clean, paths.quarantine)
+    # each in a child process, for its own peak memory; the baseline (whole tables) is thrown away
+    batched, whole = ingest_memory.compare(paths.raw, paths.home / "data", paths.home / "whole-tables")
+    shutil.rmtree(paths.home / "whole-tables")
+    out["ingest_s"], out["ingest_gib"] = batched["seconds"], batched["peak_rss_bytes"] / 2**30
+    out["ingest_whole_s"], out["ingest_whole_gib"] = whole["seconds"], whole["peak_rss_bytes"] / 2**30
     _, out["snapshot_s"] = timed("feature snapshot (every subject, as of the data end)",
                                  build_snapshot, paths.clean, paths.features)
     out["subjects"] = members + cooperatives
@@ -147,7 +154,10 @@ Machine: {machine()}.
 | transactions generated | {pilot['transactions']:,} | {demo['transactions']:,} |
 {row('generate (s)', 'generate_s')}
 | generator throughput (rows/s, all tables) | {pilot['all_rows'] / pilot['generate_s']:,.0f} | {demo['all_rows'] / demo['generate_s']:,.0f} |
-{row('ingest with quarantine (s)', 'ingest_s')}
+{row('ingest with quarantine, in batches (s)', 'ingest_s')}
+{row('ingest: peak memory in batches (GiB)', 'ingest_gib', '{:.2f}')}
+{row('baseline: ingest of whole tables, one batch each (s)', 'ingest_whole_s')}
+{row('baseline: peak memory of whole tables (GiB)', 'ingest_whole_gib', '{:.2f}')}
 {row('feature snapshot, every subject as of one date (s)', 'snapshot_s')}
 | member applications in the training set | {pilot['applications']:,} | {demo['applications']:,} |
 {row('training set: every application as of its own date (s)', 'training_set_s')}

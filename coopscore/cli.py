@@ -143,16 +143,29 @@ def ingest(received_at: Optional[datetime] = typer.Option(
 
 @app.command()
 def features(as_of: Optional[str] = typer.Option(
-        None, help="ISO date; default: the day after the latest accepted transaction")) -> None:
+        None, help="ISO date; default: the day after the latest accepted transaction"),
+        engine: Optional[str] = typer.Option(
+            None, help="duckdb (one machine) or spark (nationwide; the master from Spark's usual "
+            "settings: SPARK_MASTER, spark-defaults.conf, else local[*]); default COOPSCORE_ENGINE "
+            "or duckdb"),
+        spark_master: Optional[str] = typer.Option(
+            None, help="with --engine spark: the master URL, e.g. spark://host:7077")) -> None:
     """Build the feature snapshot the service reads (every member and cooperative, as of a date)."""
+    from features.engines import ENGINES
     from features.snapshot import build_snapshot
 
     paths = get_paths()
     day = _parse_date(as_of) if as_of else None
+    name = engine or get_settings().engine
+    if name not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, not {name!r}")
+    if spark_master and name != "spark":
+        fail("--spark-master needs --engine spark")
     started = time.perf_counter()
     try:
-        with console.status("computing features on DuckDB"):
-            path = build_snapshot(paths.clean, paths.features, day)
+        with console.status(f"computing features on {'Spark' if name == 'spark' else 'DuckDB'}"):
+            path = build_snapshot(paths.clean, paths.features, day, engine_name=name,
+                                      spark_master=spark_master)
     except FileNotFoundError as exc:
         fail(str(exc))
     console.print(f"features written to {path} in {time.perf_counter() - started:.1f} s")

@@ -13,21 +13,31 @@ rows that are refused):
 A row may break several rules; all of them are recorded. Tables are ingested parents first, so a
 reference is checked against the rows actually accepted.
 
+Tables are read in batches (`batch_rows`, COOPSCORE_INGEST_BATCH_ROWS) and each batch goes through
+the three steps and is appended to the output, so memory does not grow with a table. Duplicate keys
+span batches: a first pass over the key columns finds them with DuckDB (`data_contracts.duplicates`),
+and step 3 then words them for the rows of each batch. Of the accepted tables only the columns
+the rules read of parents are kept (`rules.PARENT_COLUMNS`).
+
 Problems with a whole file (missing, unreadable, both CSV and Parquet, a contract column absent)
 raise `IngestError` before anything is written.
 """
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
+import tempfile
 import unicodedata
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -35,9 +45,11 @@ import pyarrow as pa_arrow
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from data_contracts import rules
+from data_contracts import duplicates, rules
 from data_contracts.contracts import CONTRACTS, Contract, Field
+from data_contracts.duplicates import RepeatedKeys
 from data_contracts.rules import issues, number, show
+from settings import get_settings
 
 # Parents before children: a reference is checked against the rows already accepted.
 TABLE_ORDER = ("cooperatives", "members", "transactions", "e_invoices", "loan_applications",
@@ -103,33 +115,57 @@ class IngestReport:
 
 
 def ingest(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, received_at: datetime | None = None,
-           progress: Callable[[str, float], None] | None = None) -> IngestReport:
+           progress: Callable[[str, float], None] | None = None, batch_rows: int | None = None,
+           memory_mb: int | None = None) -> IngestReport:
     """Ingest every contract table from `raw_dir`; write accepted rows to `clean_dir` and refused
     rows to `quarantine_dir` (both `<table>.parquet`, always written, empty when nothing), plus
     `quarantine_dir/ingest_report.json`.
 
     `received_at` is when the data arrived (default now): anything dated at or after it is refused.
     A naive datetime is read as Asia/Ho_Chi_Minh local time, like the data.
+
+    Tables are read, checked and written `batch_rows` rows at a time, so memory does not grow with
+    their size; the search for duplicate keys, which spans the whole table, runs in DuckDB within
+    `memory_mb` and spills to disk beyond it. Both default to the settings (COOPSCORE_INGEST_BATCH_ROWS,
+    COOPSCORE_INGEST_MEMORY_MB). The verdicts do not depend on them: a row's verdict depends on the
+    row itself, the parents accepted before, and the rows before it with the same key.
     """
     raw_dir, clean_dir, quarantine_dir = Path(raw_dir), Path(clean_dir), Path(quarantine_dir)
-    progress = progress or (lambda message, fraction: None)
+    progress = progress or _silent
+    batch_rows = batch_rows or get_settings().ingest_batch_rows
+    memory_mb = memory_mb or get_settings().ingest_memory_mb
+    if batch_rows < 1 or memory_mb < 1:
+        raise ValueError(f"batch_rows ({batch_rows}) and memory_mb ({memory_mb}) must be at least 1")
     now = rules.local_time(received_at)
     sources = locate_sources(raw_dir)  # every file-level problem is raised here, before any write
     clean_dir.mkdir(parents=True, exist_ok=True)
     quarantine_dir.mkdir(parents=True, exist_ok=True)
 
-    accepted: dict[str, pd.DataFrame] = {}
+    # progress moves with the bytes of input behind it: transactions are most of the work
+    sizes = {t: (s.stat().st_size if s is not None else 0) for t, s in sources.items()}
+    total, done = max(1, sum(sizes.values())), 0
+    parents: dict[str, pd.DataFrame] = {}
     reports: list[TableReport] = []
-    for i, table in enumerate(TABLE_ORDER):
-        progress(f"ingesting {table}", i / len(TABLE_ORDER))
-        source = sources[table]
-        if source is None:  # an optional table not delivered: leave no stale output behind
-            for stale in (clean_dir / f"{table}.parquet", quarantine_dir / f"{table}.parquet"):
-                stale.unlink(missing_ok=True)
-            continue
-        clean, report = ingest_table(table, source, accepted, now, clean_dir, quarantine_dir)
-        accepted[table] = clean
-        reports.append(report)
+    with tempfile.TemporaryDirectory(prefix=".ingest-work-", dir=quarantine_dir) as work, \
+            duplicates.connect(Path(work), memory_mb) as con:
+        for table in TABLE_ORDER:
+            source = sources[table]
+            if source is None:  # an optional table not delivered: leave no stale output behind
+                for stale in (clean_dir / f"{table}.parquet", quarantine_dir / f"{table}.parquet"):
+                    stale.unlink(missing_ok=True)
+                continue
+            start, share = done / total, sizes[table] / total
+
+            def table_progress(step: str, fraction: float, table=table, start=start, share=share):
+                progress(f"ingesting {table}" + (f": {step}" if step else ""), start + share * fraction)
+
+            report, kept = ingest_table(table, source, parents, now, clean_dir, quarantine_dir,
+                                        batch_rows=batch_rows, con=con, workdir=Path(work),
+                                        progress=table_progress)
+            if kept is not None:
+                parents[table] = kept
+            reports.append(report)
+            done += sizes[table]
 
     report = IngestReport(reports, received_at=now.to_pydatetime())
     _write_atomically(quarantine_dir / REPORT_FILE,
@@ -139,32 +175,87 @@ def ingest(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, received_at: da
     return report
 
 
-def ingest_table(table: str, source: Path, accepted: dict[str, pd.DataFrame], now: pd.Timestamp,
-                 clean_dir: Path, quarantine_dir: Path) -> tuple[pd.DataFrame, TableReport]:
-    """One table: parse, check, relate, then write the accepted and the quarantined rows."""
+def _silent(message: str, fraction: float) -> None:
+    pass
+
+
+KEY_PASS_SHARE = 0.15  # of a table's time, roughly, reading and grouping its keys (for progress)
+
+
+def ingest_table(table: str, source: Path, parents: dict[str, pd.DataFrame], now: pd.Timestamp,
+                 clean_dir: Path, quarantine_dir: Path, batch_rows: int,
+                 con: duckdb.DuckDBPyConnection, workdir: Path, progress: Callable[[str, float], None] = _silent,
+                 ) -> tuple[TableReport, pd.DataFrame | None]:
+    """One table, in batches of `batch_rows`: parse, check, relate, then append the accepted and
+    the quarantined rows to their files (renamed into place only when the table is complete).
+
+    Returns the report, and for a table other tables refer to, the columns of its accepted rows
+    that their rules read (`rules.PARENT_COLUMNS`); None for the others.
+    """
     contract = CONTRACTS[table]
-    raw = read_raw(source)
+    # Pass 1, the keys only: a duplicate may repeat a row from any earlier batch.
+    key_fields = [contract.field(k) for k in contract.key]
+    with RepeatedKeys(contract, workdir, con) as repeats:
+        for keys, fraction in read_batches(source, batch_rows, columns=list(contract.key)):
+            repeats.add(parse_table(keys, contract, key_fields)[0])
+            progress("finding duplicate keys", KEY_PASS_SHARE * fraction)
+        first_row = repeats.first_rows()
+
+    # Pass 2, every column: each batch is judged and written, then let go.
+    reasons: Counter[str] = Counter()
+    input_rows = accepted = quarantined = 0
+    kept: list[pd.DataFrame] = []
+    clean_out = BatchWriter(clean_dir / f"{table}.parquet", clean_schema(contract))
+    quarantine_out = BatchWriter(quarantine_dir / f"{table}.parquet", quarantine_schema(read_header(source)))
+    with clean_out, quarantine_out:
+        for raw, fraction in read_batches(source, batch_rows):
+            if input_rows:
+                # pandera's errors keep a batch alive in reference cycles (through their
+                # tracebacks) that the generational collector seldom reaches: without this,
+                # memory grew with every batch. (A table read in one batch never pays for it.)
+                gc.collect()
+            clean, quarantine, found = judge_batch(table, raw, parents, now, first_row)
+            clean_out.write(as_arrow(clean))
+            quarantine_out.write(quarantine)
+            input_rows += len(raw)
+            accepted += len(clean)
+            quarantined += quarantine.num_rows
+            reasons.update(found.drop_duplicates(["row", "rule"])["rule"].to_numpy())
+            if table in rules.PARENT_COLUMNS:
+                kept.append(clean[list(rules.PARENT_COLUMNS[table])])
+            progress(f"{input_rows:,} rows", KEY_PASS_SHARE + (1 - KEY_PASS_SHARE) * fraction)
+            del raw, clean, quarantine, found
+        report = TableReport(table=table, source=source, input_rows=input_rows, accepted=accepted,
+                             quarantined=quarantined, reasons=dict(sorted(reasons.items())))
+        if not report.reconciles:  # impossible by construction: a bug here must be loud
+            raise RuntimeError(f"ingest bug: {table} has {report.input_rows} input rows but "
+                               f"{report.accepted} accepted + {report.quarantined} quarantined")
+    if table not in rules.PARENT_COLUMNS:
+        return report, None
+    columns = list(rules.PARENT_COLUMNS[table])
+    return report, (pd.concat(kept, ignore_index=True) if kept
+                    else to_contract_dtypes(parse_table(_no_rows(contract), contract)[0], contract)[columns])
+
+
+def judge_batch(table: str, raw: pd.DataFrame, parents: dict[str, pd.DataFrame], now: pd.Timestamp,
+                first_row: pd.Series) -> tuple[pd.DataFrame, pa_arrow.Table, pd.DataFrame]:
+    """One batch of raw rows (indexed by source row): its accepted rows with the contract types,
+    its quarantined rows as delivered with their rules and reasons, and every issue found."""
+    contract = CONTRACTS[table]
     parsed, parse_issues = parse_table(raw, contract)
     found = pd.concat([parse_issues, check_values(parsed, contract),
-                       rules.cross_table_issues(table, parsed, accepted, now)], ignore_index=True)
+                       rules.cross_table_issues(table, parsed, parents, now, first_row)],
+                      ignore_index=True)
     verdict = per_row_verdict(found)
-
     refused = np.zeros(len(raw), dtype=bool)
-    refused[verdict.index.to_numpy()] = True
+    refused[raw.index.get_indexer(verdict.index)] = True
     clean = to_contract_dtypes(parsed.loc[~refused], contract)
-    quarantine = quarantine_rows(raw, verdict)
+    return clean, quarantine_rows(raw, verdict), found
 
-    report = TableReport(
-        table=table, source=source, input_rows=len(raw), accepted=len(clean),
-        quarantined=len(quarantine),
-        reasons=found.drop_duplicates(["row", "rule"])["rule"].value_counts().sort_index().to_dict())
-    if not report.reconciles:  # impossible by construction: a bug here must be loud
-        raise RuntimeError(f"ingest bug: {table} has {report.input_rows} input rows but "
-                           f"{report.accepted} accepted + {report.quarantined} quarantined")
 
-    _write_atomically(clean_dir / f"{table}.parquet", lambda p: pq.write_table(as_arrow(clean), p))
-    _write_atomically(quarantine_dir / f"{table}.parquet", lambda p: pq.write_table(quarantine, p))
-    return clean, report
+def _no_rows(contract: Contract) -> pd.DataFrame:
+    """A raw table with the contract's columns and no row (a parent delivered empty)."""
+    return pd.DataFrame({f.name: pd.Series([], dtype=TEXT) for f in contract.fields})
 
 
 # ---- finding and reading the files ------------------------------------------------------------
@@ -219,29 +310,66 @@ def check_columns(table: str, path: Path, columns: list[str]) -> None:
                           f"itself; rename them in the export")
 
 
-def read_raw(path: Path) -> pd.DataFrame:
-    """The file as delivered, one row per input row, numbered from 0 (the `source_row`).
+def read_batches(path: Path, batch_rows: int, columns: list[str] | None = None,
+                 ) -> Iterator[tuple[pd.DataFrame, float]]:
+    """The file as delivered, `batch_rows` rows (at most) at a time, each batch indexed by source
+    row (numbered from 0 over the whole file), with the share of the file read so far.
 
     CSV cells are read as text, exactly as written, so the quarantine keeps the original values;
-    Parquet keeps its own types (integers with nulls stay integers).
+    Parquet keeps its own types (integers with nulls stay integers). `columns`: only these.
     """
+    start = 0
     try:
-        if path.suffix == ".parquet":
-            table = pq.read_table(path)
-            frame = table.to_pandas(types_mapper=_pandas_type, ignore_metadata=True)
-        else:
-            header = read_header(path)
-            table = pa_csv.read_csv(
-                path,
-                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                convert_options=pa_csv.ConvertOptions(
-                    column_types={c: pa_arrow.string() for c in header},
-                    strings_can_be_null=False, quoted_strings_can_be_null=False))
-            frame = table.to_pandas(types_mapper=_pandas_type)
+        for batch, fraction in _arrow_batches(path, batch_rows, columns):
+            for offset in range(0, batch.num_rows, batch_rows):
+                part = batch.slice(offset, batch_rows)
+                frame = part.to_pandas(types_mapper=_pandas_type, ignore_metadata=True)
+                frame.index = pd.RangeIndex(start, start + part.num_rows)
+                start += part.num_rows
+                yield frame, fraction
     except (OSError, pa_arrow.ArrowException) as e:
         raise IngestError(f"cannot read {path}: {e}. Fix or re-export the file "
                           f"(Parquet, or UTF-8 CSV with the same number of fields on every line)") from e
-    return frame.reset_index(drop=True)
+
+
+def _arrow_batches(path: Path, batch_rows: int, columns: list[str] | None,
+                   ) -> Iterator[tuple[pa_arrow.RecordBatch | pa_arrow.Table, float]]:
+    if path.suffix == ".parquet":
+        # Whole row groups (pyarrow writes a million rows to one by default), gathered until
+        # there are batch_rows: iter_batches kept a little of every batch it had read.
+        parquet = pq.ParquetFile(path)
+        total, done = max(1, parquet.metadata.num_rows), 0
+        pending: list[pa_arrow.Table] = []
+        for i in range(parquet.num_row_groups):
+            pending.append(parquet.read_row_group(i, columns=columns))
+            if sum(t.num_rows for t in pending) >= batch_rows or i == parquet.num_row_groups - 1:
+                gathered = pa_arrow.concat_tables(pending).combine_chunks()
+                pending.clear()
+                done += gathered.num_rows
+                yield gathered, done / total
+                del gathered
+        return
+    header = read_header(path)
+    size = max(1, path.stat().st_size)
+    with pa_arrow.OSFile(str(path)) as f:
+        reader = pa_csv.open_csv(
+            f,
+            read_options=pa_csv.ReadOptions(block_size=_csv_block_size(path, batch_rows)),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: pa_arrow.string() for c in header}, include_columns=columns,
+                strings_can_be_null=False, quoted_strings_can_be_null=False))
+        for batch in reader:
+            yield batch, min(1.0, f.tell() / size)
+
+
+def _csv_block_size(path: Path, batch_rows: int) -> int:
+    """Bytes the CSV reader takes at a time: about `batch_rows` rows, judged from the first MiB
+    (between 1 MiB and 1 GiB; a block is then cut into batches of `batch_rows` rows)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    bytes_per_row = len(head) / max(1, head.count(b"\n"))
+    return int(min(1 << 30, max(1 << 20, bytes_per_row * batch_rows)))
 
 
 def _pandas_type(arrow_type):
@@ -254,21 +382,23 @@ def _pandas_type(arrow_type):
 
 # ---- step 1: parse every column to its contract type ------------------------------------------
 
-def parse_table(raw: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The contract columns parsed to their types (NA where absent or unreadable), and the issues."""
+def parse_table(raw: pd.DataFrame, contract: Contract, fields: list[Field] | None = None,
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The contract columns (or only `fields`) parsed to their types (NA where absent or
+    unreadable), and the issues. Each value is parsed on its own: the rows read with it do not
+    change its verdict, so a table may be parsed in batches of any size."""
     parsed, found = {}, []
-    for f in contract.fields:
+    for f in (contract.fields if fields is None else fields):
         column = raw[f.name] if f.name in raw.columns else pd.Series(pd.NA, index=raw.index, dtype=TEXT)
         absent = is_absent(column)
         values, problems = PARSERS[f.dtype](column, absent, f)
         parsed[f.name] = values
         if not f.nullable and absent.any():
-            found.append(issues(np.flatnonzero(absent), "missing",
-                                f"{f.name} is empty but required"))
+            found.append(issues(raw.index[absent], "missing", f"{f.name} is empty but required"))
         for bad, rule, expected in problems:
-            rows = np.flatnonzero(bad)
-            if len(rows):
-                found.append(issues(rows, rule, f"{f.name}=" + show(column.iloc[rows]).to_numpy()
+            at = np.flatnonzero(bad)  # positions in the batch; issues name source rows
+            if len(at):
+                found.append(issues(raw.index[at], rule, f"{f.name}=" + show(column.iloc[at]).to_numpy()
                                     + f" {expected}"))
     frame = pd.DataFrame(parsed, index=raw.index)
     return frame, (pd.concat(found, ignore_index=True) if found else rules.no_issues())
@@ -314,12 +444,34 @@ def parse_integer(column: pd.Series, absent: np.ndarray, f: Field) -> tuple[pd.S
     finite = np.isfinite(x)
     fractional = finite & (x != np.floor(x))
     too_large = finite & ~fractional & (np.abs(x) >= EXACT_FLOAT_INT)
+    exact = np.where(finite & ~fractional & ~too_large, x, 0).astype(np.int64)
+    if too_large.any():
+        # A whole number written in full is exact, even when another value read with it (such as
+        # 1.5) made the column floating point: its verdict must not depend on its neighbours.
+        at = np.flatnonzero(too_large)
+        written = [_exact_integer(v) for v in column.iloc[at]]
+        rescued = np.array([w is not None for w in written])
+        exact[at[rescued]] = [w for w in written if w is not None]
+        too_large[at[rescued]] = False
     ok = finite & ~fractional & ~too_large
-    values = pd.Series(pd.arrays.IntegerArray(np.where(ok, x, 0).astype(np.int64), ~ok),
-                       index=column.index)
+    values = pd.Series(pd.arrays.IntegerArray(np.where(ok, exact, 0), ~ok), index=column.index)
     return values, [(~finite & ~absent, "not_a_number", "is not a number"),
                     (fractional, "not_whole_number", "is not a whole number" + (f" of {f.unit}" if f.unit else "")),
                     (too_large, "out_of_range", "is too large to be a plausible value")]
+
+
+INT64_RANGE = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def _exact_integer(value) -> int | None:
+    """The value of a whole number written as text within int64, else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        number_ = int(value.strip())
+    except ValueError:
+        return None
+    return number_ if INT64_RANGE[0] <= number_ <= INT64_RANGE[1] else None
 
 
 def parse_float(column: pd.Series, absent: np.ndarray, f: Field) -> tuple[pd.Series, Problems]:
@@ -511,7 +663,7 @@ def as_arrow(clean: pd.DataFrame) -> pa_arrow.Table:
 def quarantine_rows(raw: pd.DataFrame, verdict: pd.DataFrame) -> pa_arrow.Table:
     """The refused rows with every raw column as text, as delivered, then source_row, rule, reason."""
     rows = verdict.index.to_numpy(dtype=np.int64)
-    refused = raw.iloc[rows]
+    refused = raw.loc[rows]
     columns = {c: pa_arrow.array(_as_text(refused[c]), type=pa_arrow.string()) for c in raw.columns}
     columns["source_row"] = pa_arrow.array(rows, type=pa_arrow.int64())
     columns["rule"] = pa_arrow.array(verdict["rule"].tolist(), type=pa_arrow.string())
@@ -523,6 +675,50 @@ def _as_text(column: pd.Series) -> list:
     return [None if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v))
             else v if isinstance(v, str) else str(v)
             for v in column.astype(object)]
+
+
+ARROW_TYPES = {"str": pa_arrow.large_string(), "int64": pa_arrow.int64(), "float64": pa_arrow.float64(),
+               "bool": pa_arrow.bool_(), "date": pa_arrow.timestamp("ns"),
+               "timestamp": pa_arrow.timestamp("ns")}
+
+
+def clean_schema(contract: Contract) -> pa_arrow.Schema:
+    """The clean file's columns: the contract's, with their types (what `as_arrow` gives)."""
+    return pa_arrow.schema([(f.name, ARROW_TYPES[f.dtype]) for f in contract.fields])
+
+
+def quarantine_schema(raw_columns: list[str]) -> pa_arrow.Schema:
+    """The quarantine file's columns: every raw column as text, then source_row, rule, reason."""
+    return pa_arrow.schema([(c, pa_arrow.string()) for c in raw_columns]
+                           + [("source_row", pa_arrow.int64()), ("rule", pa_arrow.string()),
+                              ("reason", pa_arrow.string())])
+
+
+class BatchWriter:
+    """A Parquet file written a batch at a time next to its target, and renamed into place only
+    when complete: a reader never sees a half-written file, and a failure leaves none behind."""
+
+    def __init__(self, path: Path, schema: pa_arrow.Schema):
+        self.path, self.schema = path, schema
+        self.tmp = path.with_name(path.name + ".tmp")
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> BatchWriter:
+        # microsecond timestamps: the unit every engine reads (Spark refuses nanoseconds); pyarrow
+        # raises rather than truncate a time that carries nanoseconds
+        self._writer = pq.ParquetWriter(self.tmp, self.schema, coerce_timestamps="us")
+        return self
+
+    def write(self, table: pa_arrow.Table) -> None:
+        if table.num_rows:
+            self._writer.write_table(table.cast(self.schema))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._writer.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:

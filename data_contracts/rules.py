@@ -1,8 +1,9 @@
 """Rules that one row cannot check alone: duplicate keys, references to other tables, dates in
 the future, and the Decree 156/2025 unsecured lending limit.
 
-Each rule reads the parsed table (indexed by source row) and, for references, the tables already
-accepted, and returns the rows that break it as issues: one row per (source row, rule) with a
+Each rule reads the parsed table (indexed by source row; ingest passes one batch of it at a time)
+and, for references, the columns `PARENT_COLUMNS` of the tables already accepted, and returns the
+rows that break it as issues: one row per (source row, rule) with a
 sentence saying what was wrong. `TABLE_RULES` lists which rules apply to which table; duplicate
 keys and future dates apply to all. Rules never drop or change a row; `data_contracts.ingest` decides.
 All rules are vectorised: reason sentences are only built for the rows that break a rule.
@@ -14,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from data_contracts import vocabulary as v
 from data_contracts.contracts import CONTRACTS, Contract
@@ -78,28 +81,22 @@ def local_time(received_at: datetime | None) -> pd.Timestamp:
 
 # ---- rules for every table --------------------------------------------------------------------
 
-def duplicate_keys(table: pd.DataFrame, contract: Contract) -> pd.DataFrame:
+def duplicate_keys(table: pd.DataFrame, contract: Contract, first_row: pd.Series) -> pd.DataFrame:
     """A second row with the same key is a duplicate: the first one in the file is kept.
 
-    Rows whose key is incomplete are left alone: they are already quarantined as missing.
+    `first_row` maps every source row whose key appeared earlier in the whole table to the row
+    where it first appeared (`data_contracts.duplicates.RepeatedKeys`, which looks past the batch
+    `table` belongs to). Rows whose key is incomplete are never in it: they are already
+    quarantined as missing.
     """
-    key = list(contract.key)
-    keyed = table.loc[table[key].notna().all(axis=1), key]
-    if len(key) == 1:
-        codes, _ = pd.factorize(keyed[key[0]], sort=False)
-    else:
-        codes = keyed.groupby(key, sort=False).ngroup().to_numpy()
-    repeated = pd.Series(codes).duplicated(keep="first").to_numpy()
-    if not repeated.any():
+    repeated = table.index.intersection(first_row.index)
+    if not len(repeated):
         return no_issues()
-    # codes are numbered in order of first appearance, so code c was first seen at firsts[c]
-    firsts = keyed.index.to_numpy()[~repeated]
-    first_row = firsts[codes[repeated]]
-    dup = keyed[repeated]
+    dup = table.loc[repeated, list(contract.key)]
     shown = pd.Series("", index=dup.index, dtype=object)
-    for i, column in enumerate(key):
+    for i, column in enumerate(contract.key):
         shown = shown + ("" if i == 0 else ", ") + column + "=" + show(dup[column])
-    reasons = shown + " already appeared at source_row " + pd.Series(first_row, index=dup.index).astype(str)
+    reasons = shown + " already appeared at source_row " + first_row.loc[repeated].astype(str).to_numpy()
     return issues(dup.index, "duplicate_key", reasons + "; the first occurrence is kept")
 
 
@@ -132,7 +129,20 @@ def future_values(table: pd.DataFrame, contract: Contract, received_at: pd.Times
 
 def _unknown(values: pd.Series, known: pd.Series) -> np.ndarray:
     """True where a value is given but not among the known ones (missing values are not unknown)."""
-    return (values.notna() & ~values.isin(known)).to_numpy()
+    return values.notna().to_numpy() & ~_among(values, known)
+
+
+def _among(values: pd.Series, known) -> np.ndarray:
+    """True where a value is among the known ones (a missing value never is)."""
+    # Arrow's own set lookup: pandas' isin on Arrow text turns every known value into a Python
+    # object first, a cost paid again for every batch of a large table.
+    found = pc.is_in(_chunked(values), value_set=_chunked(known).combine_chunks())
+    return found.to_numpy().astype(bool)
+
+
+def _chunked(values: pd.Series) -> pa.ChunkedArray:
+    array = pa.array(values, from_pandas=True)  # Arrow-backed text comes as it is, uncopied
+    return array if isinstance(array, pa.ChunkedArray) else pa.chunked_array([array])
 
 
 def unknown_reference(table: pd.DataFrame, column: str, parent: pd.DataFrame, parent_table: str,
@@ -183,7 +193,7 @@ def loan_exists(table, accepted, received_at):
 def loan_matches_application(table, accepted, received_at):
     """A loan goes to the borrower who applied, and is disbursed on or after the application."""
     apps = accepted["loan_applications"].set_index("application_id")
-    known = table["application_id"].isin(apps.index).to_numpy()
+    known = _among(table["application_id"], apps.index.to_series())
     loans = table[known]
     app = apps.reindex(loans["application_id"])
     found = []
@@ -263,11 +273,23 @@ TABLE_RULES: dict[str, list[Rule]] = {
 }
 assert set(TABLE_RULES) == set(CONTRACTS), "every contract table needs its cross-table rules listed"
 
+# What the rules above read of the tables accepted before: ingest keeps only these columns of a
+# parent's accepted rows, and nothing of the large child tables (transactions, e-invoices,
+# repayments), whatever their size.
+PARENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "cooperatives": ("cooperative_id",),
+    "members": ("member_id", "member_type"),
+    "loan_applications": ("application_id", "entity_type", "entity_id", "application_date"),
+    "loans": ("loan_id", "disbursal_date"),
+}
+
 
 def cross_table_issues(table_name: str, table: pd.DataFrame, accepted: dict[str, pd.DataFrame],
-                       received_at: pd.Timestamp) -> pd.DataFrame:
-    """Every cross-table rule broken by every row of `table` (parsed, indexed by source row)."""
+                       received_at: pd.Timestamp, first_row: pd.Series) -> pd.DataFrame:
+    """Every cross-table rule broken by every row of `table` (parsed, indexed by source row; one
+    batch of the table or all of it). `first_row` is what `duplicate_keys` needs: every repeating
+    source row of the whole table mapped to where its key first appeared."""
     contract = CONTRACTS[table_name]
-    found = [duplicate_keys(table, contract), future_values(table, contract, received_at)]
+    found = [duplicate_keys(table, contract, first_row), future_values(table, contract, received_at)]
     found += [rule(table, accepted, received_at) for rule in TABLE_RULES[table_name]]
     return pd.concat(found, ignore_index=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from features import engine
+from features.engines import open_engine
 
 SNAPSHOT_FILE = "snapshot.parquet"
 META_FILE = "snapshot.json"
@@ -36,12 +37,15 @@ def subjects(clean_dir: Path) -> pd.DataFrame:
     ], ignore_index=True)
 
 
-def build_snapshot(clean_dir: Path, out_dir: Path, as_of: date | None = None) -> Path:
+def build_snapshot(clean_dir: Path, out_dir: Path, as_of: date | None = None,
+                   engine_name: str | None = None, spark_master: str | None = None) -> Path:
+    """Every subject's history features as of `as_of` (default: the data's end), computed by the
+    engine named (features.engines; default the settings'), written for the service."""
     as_of = as_of or data_end_date(clean_dir)
     spine = subjects(clean_dir)
     spine["as_of"] = pd.Timestamp(as_of)
     spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
-    rows = engine.history_features(engine.connect(clean_dir), spine)
+    rows = open_engine(clean_dir, engine_name, spark_master).history_features(spine)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / SNAPSHOT_FILE
     rows.to_parquet(path, index=False)

@@ -45,7 +45,7 @@ import pandas as pd
 
 from settings import Paths
 from data_contracts.contracts import PROTECTED_ATTRIBUTES
-from data_contracts.vocabulary import COOPERATIVE_SECTORS, MEMBER_SECTORS
+from features.catalogue import FEATURES
 from ranking import follow
 from training import scaling
 
@@ -139,16 +139,15 @@ LEVERS: tuple[Lever, ...] = (
 LEVERS_BY_CODE = {lever.code: lever for lever in LEVERS}
 assert all(lever.kind in KINDS for lever in LEVERS)
 
-# Model inputs a member cannot (or must not be asked to) change: no action writes the rows they
-# come from (members, cooperatives, the cooperative's transactions, the application). Not listed:
-# the cooperative's arrears rate, which counts the member's own loan-months too (REPAY_ON_TIME's
-# added months may fall in its 12-month window, as a year of on-time payments would).
+# Model inputs a member cannot (or must not be asked to) change, read from the declarations: the
+# application's features, and every history feature whose sources no action of the member writes
+# (features.declarations.Source.member_can_change: the members and cooperatives tables, the
+# cooperative's own transactions). Not among them: the cooperative's arrears rate, which counts the
+# member's own loan-months too (REPAY_ON_TIME's added months may fall in its 12-month window, as a
+# year of on-time payments would).
 FIXED_FEATURES: frozenset[str] = frozenset({
-    "tenure_years", "capital_contribution_vnd", "legal_capital_vnd", "member_count",
-    "coop_revenue_12m", "coop_revenue_trend_12m",
-    "requested_amount_vnd", "term_months", "loan_to_revenue", "instalment_to_net_inflow",
-    "household_business", "harvest_season",
-    *(f"sector_{s}" for s in MEMBER_SECTORS), *(f"coop_sector_{s}" for s in COOPERATIVE_SECTORS),
+    *(f.name for f in FEATURES
+      if not f.is_history or not any(s.member_can_change for s in f.sources)),
     # attributes that are not features at all, listed so no lever can ever grow into them
     "province", "business_sector", "cooperative_id", "member_type", "join_date",
 }) | PROTECTED_ATTRIBUTES

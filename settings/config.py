@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -99,6 +99,18 @@ class Settings(BaseSettings):
     limit_instalment_share: float = Field(0.40, gt=0, le=1, description=(
         "the recommended limit's affordability test: the monthly instalment stays within this share "
         "of the verified net monthly inflow (default 0.40; scoring/limit.py)"))
+    engine: Literal["duckdb", "spark"] = Field("duckdb", description=(
+        "the engine that computes history features (snapshot, training set): duckdb on one machine, "
+        "spark nationwide (its master from Spark's usual settings: spark-submit --master, "
+        "SPARK_MASTER, spark-defaults.conf; local[*] otherwise); a command's --engine overrides it"))
+
+    ingest_batch_rows: int = Field(500_000, ge=1, description=(
+        "rows ingest reads, checks and writes at a time; its memory grows with this, not with the "
+        "size of a table (about 1.5 GB at the default on the generator's transactions; "
+        "docs/scaling.md)"))
+    ingest_memory_mb: int = Field(1024, ge=64, description=(
+        "memory in MB that ingest's search for duplicate keys (DuckDB, over a whole table) may use "
+        "before it spills to disk in the quarantine folder"))
 
     @field_validator("tracking_uri", "database_url", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features import engine
+from features.engines import open_engine
 from features.sufficiency import has_enough_history
 
 OOT_MONTHS = 6  # the latest months: out-of-time validation
@@ -45,18 +46,19 @@ def application_spine(clean_dir: Path, subject: str, labelled_only: bool = True)
     return apps.rename(columns={"application_id": "spine_id", "application_date": "as_of"})
 
 
-def build_training_set(clean_dir: Path, subject: str) -> pd.DataFrame:
-    """Applications x features as of each application date, with the label."""
+def build_training_set(clean_dir: Path, subject: str, engine_name: str | None = None) -> pd.DataFrame:
+    """Applications x features as of each application date, with the label; stage 1 on the engine
+    named (features.engines: duckdb or spark; default the settings')."""
     spine = application_spine(clean_dir, subject)
     if spine.empty:
         raise NotEnoughData(f"no labelled {subject} applications in {clean_dir}")
-    return _features_and_outcomes(clean_dir, spine)
+    return _features_and_outcomes(clean_dir, spine, engine_name)
 
 
 DECISION_COLUMNS = ("decision", "policy_score")  # a lender's recorded decision (data_contracts)
 
 
-def build_applicant_set(clean_dir: Path, subject: str) -> pd.DataFrame:
+def build_applicant_set(clean_dir: Path, subject: str, engine_name: str | None = None) -> pd.DataFrame:
     """Every application a lender decided on, as build_training_set's rows: the labelled (funded)
     ones with their label and arrears grade, the declined ones with `label` and `arrears_grade`
     NaN; `decision` and `policy_score` as recorded (NaN where the feed does not say). The
@@ -68,17 +70,17 @@ def build_applicant_set(clean_dir: Path, subject: str) -> pd.DataFrame:
     spine = spine[spine["default_12m"].notna() | (spine["decision"] == "declined")]
     if spine.empty:
         raise NotEnoughData(f"no labelled or declined {subject} applications in {clean_dir}")
-    rows = _features_and_outcomes(clean_dir, spine)
+    rows = _features_and_outcomes(clean_dir, spine, engine_name)
     decisions = spine[["spine_id", *DECISION_COLUMNS]].rename(columns={"spine_id": "application_id"})
     return rows.merge(decisions, on="application_id", how="left", validate="one_to_one")
 
 
-def _features_and_outcomes(clean_dir: Path, spine: pd.DataFrame) -> pd.DataFrame:
-    """Features as of each spine row's date, its label (NaN when unknown: int when every row has
-    one) and its arrears grade."""
-    con = engine.connect(clean_dir)
-    history = engine.history_features(con, spine)
-    rows = engine.application_features(history, spine, con)
+def _features_and_outcomes(clean_dir: Path, spine: pd.DataFrame,
+                           engine_name: str | None = None) -> pd.DataFrame:
+    """Features as of each spine row's date (stage 1 on the engine named, features.engines), its
+    label (NaN when unknown: int when every row has one) and its arrears grade."""
+    history = open_engine(clean_dir, engine_name).history_features(spine)
+    rows = engine.application_features(history, spine)
     labels = spine[["spine_id", "default_12m"]].rename(columns={"default_12m": "label"})
     rows = rows.merge(labels, on="spine_id", validate="one_to_one")
     if rows["label"].notna().all():
