@@ -704,9 +704,7 @@ class BatchWriter:
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> BatchWriter:
-        # microsecond timestamps: the unit every engine reads (Spark refuses nanoseconds); pyarrow
-        # raises rather than truncate a time that carries nanoseconds
-        self._writer = pq.ParquetWriter(self.tmp, self.schema, coerce_timestamps="us")
+        self._writer = pq.ParquetWriter(self.tmp, self.schema)
         return self
 
     def write(self, table: pa_arrow.Table) -> None:

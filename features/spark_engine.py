@@ -62,6 +62,7 @@ class SparkEngine:
         elif "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
             builder = builder.master(f"local[{os.cpu_count() or 1}]")
         builder = (builder.config("spark.sql.session.timeZone", "UTC")
+                   .config("spark.sql.legacy.parquet.nanosAsLong", "true")
                    .config("spark.ui.showConsoleProgress", "false"))
         if shuffle_partitions:
             builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
@@ -72,12 +73,31 @@ class SparkEngine:
         return engine
 
     def register_tables(self) -> None:
+        """One temp view per accepted table. The accepted Parquet holds nanosecond timestamps
+        (pandas' unit), which Spark reads only as longs (spark.sql.legacy.parquet.nanosAsLong);
+        the view turns them back into timestamps, exactly for whole microseconds, and refuses a
+        table whose times carry nanoseconds rather than truncate them."""
+        import pyarrow.parquet as pq
+
         for table in SOURCE_TABLES:
             path = self.clean_dir / f"{table}.parquet"
             if not path.exists():
                 raise FileNotFoundError(
                     f"{path} is missing: run `coopscore ingest` first so that accepted data exists.")
-            self.session.read.parquet(str(path)).createOrReplaceTempView(table)
+            schema = pq.read_schema(path)
+            nanos = [f.name for f in schema if str(f.type).startswith("timestamp[ns")]
+            frame = self.session.read.parquet(str(path))
+            if nanos:
+                from pyspark.sql import functions as F
+
+                odd = frame.select(*[F.sum((F.col(c) % 1000 != 0).cast("long")).alias(c) for c in nanos]).first()
+                carried = [c for c in nanos if odd[c]]
+                if carried:
+                    raise ValueError(f"{path}: {carried} hold times with nanoseconds, which Spark "
+                                     "cannot represent; write them in whole microseconds")
+                frame = frame.select(*[F.timestamp_micros(F.floor(F.col(c) / 1000)).alias(c)
+                                       if c in nanos else F.col(c) for c in frame.columns])
+            frame.createOrReplaceTempView(table)
 
     def history_features(self, spine: pd.DataFrame) -> pd.DataFrame:
         """Stage 1 for `spine` (spine_id, entity_type, entity_id, as_of), as a pandas frame sorted
