@@ -57,10 +57,8 @@ class SparkEngine:
                                "extra (`make install` does), and Java 17 or newer") from None
         builder = SparkSession.builder.appName("coopscore")
         url = _master(master)
-        if url:
+        if url:  # otherwise Spark's own: spark-submit --master, spark-defaults.conf, else local[*]
             builder = builder.master(url)
-        elif "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
-            builder = builder.master(f"local[{os.cpu_count() or 1}]")
         builder = (builder.config("spark.sql.session.timeZone", "UTC")
                    .config("spark.sql.legacy.parquet.nanosAsLong", "true")
                    .config("spark.ui.showConsoleProgress", "false"))
