@@ -526,7 +526,7 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
     else:
         console.print(f"reusing accepted data in {paths.clean}")
     if rebuild or not (paths.features / "snapshot.json").exists():
-        features(as_of=None)
+        features(as_of=None, engine=None, spark_master=None)  # called as a function: no Typer defaults
     else:
         console.print(f"reusing the feature snapshot in {paths.features}")
     if rebuild or not _has_champion(paths):

@@ -40,7 +40,10 @@ def connect(workdir: Path, memory_mb: int, threads: int | None = None) -> duckdb
     if threads:
         config["threads"] = threads
     con = duckdb.connect(":memory:", config=config)
-    con.execute("SET enable_progress_bar = false")  # ingest reports its own progress
+    try:  # ingest reports its own progress
+        con.execute("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException:  # in Jupyter without ipywidgets DuckDB shows no bar anyway
+        pass
     return con
 
 
