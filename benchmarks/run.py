@@ -206,11 +206,10 @@ def main() -> None:
         print("service latency")
         lat = latency(demo_paths, args.requests)
     write_report(pilot, demo, lat, args.out)
-    print("model quality on seeds 42 and 7 (docs/evaluation.md)")
+    print("model quality on seeds 42 and 7, pilot size (docs/evaluation.md)")
     from benchmarks import model_quality
 
-    model_quality.main(["--seeds", "42,7", "--members", str(args.demo_members),
-                        "--cooperatives", str(args.demo_cooperatives)])
+    model_quality.main(["--seeds", "42,7"])
 
 
 if __name__ == "__main__":
