@@ -6,7 +6,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-ingest benchmark-own-table benchmark-api benchmark-ranking benchmark-advice benchmark-reject-inference benchmark-monitoring fuzz clean
+.PHONY: install demo test serve bento mlflow-ui benchmark benchmark-ingest benchmark-own-table benchmark-api benchmark-ranking benchmark-advice benchmark-reject-inference benchmark-monitoring benchmark-scale fuzz clean
 
 install: .venv/.installed  ## the environment alone, from uv.lock
 
@@ -50,6 +50,9 @@ benchmark-reject-inference: install  ## reject inference against the synthetic t
 
 benchmark-monitoring: install  ## monitoring proof on shifted synthetic data, written to docs/monitoring.md
 	.venv/bin/python -m benchmarks.monitoring
+
+benchmark-scale: install  ## DuckDB and Spark side by side at nationwide size (10^6 members), to docs/benchmarks-scale.md
+	.venv/bin/python -m benchmarks.scale $(SCALE_ARGS)
 
 fuzz: install  ## the schemathesis fuzz of the API with many more examples (COOPSCORE_FUZZ_EXAMPLES)
 	COOPSCORE_FUZZ_EXAMPLES=$${COOPSCORE_FUZZ_EXAMPLES:-500} .venv/bin/pytest tests/test_api_fuzz.py --timeout=3600
