@@ -235,12 +235,7 @@ def score_file(paths: Paths, input_path: Path | str, output_path: Path | str,
     is the platform's own run (ranking, monitoring): nothing is disclosed to anyone."""
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
-    _check_extension(input_path, "input")
-    _check_extension(output_path, "output")
-    if not input_path.exists():
-        raise FileNotFoundError(f"input file {input_path} does not exist")
-    if chunk_rows < 1:
-        raise ValueError("chunk_rows must be at least 1")
+    check_files(input_path, output_path, chunk_rows)
     chunks, total = _reader(input_path, chunk_rows)
     scorer = scorer or Scorer(paths)
     explainers = _explainers(scorer)
@@ -337,6 +332,17 @@ def _audit_entries(table: pa.Table, lender: ForLender, run_id: str) -> list[Audi
 
 
 # -- reading ---------------------------------------------------------------------------------------
+def check_files(input_path: Path, output_path: Path, chunk_rows: int) -> None:
+    """ValueError for a file type other than CSV or Parquet or chunk_rows below 1;
+    FileNotFoundError for a missing input."""
+    _check_extension(input_path, "input")
+    _check_extension(output_path, "output")
+    if not input_path.exists():
+        raise FileNotFoundError(f"input file {input_path} does not exist")
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+
+
 def _check_extension(path: Path, role: str) -> None:
     if path.suffix.lower() not in EXTENSIONS:
         raise ValueError(f"unsupported {role} file type '{path.suffix or path.name}' for {path}: "
