@@ -458,27 +458,51 @@ def _check_champions_load(paths: Paths) -> None:
 @app.command()
 def rank(as_of: Optional[str] = typer.Option(None, help="ISO date; default: the snapshot date"),
          months: int = typer.Option(1, min=1, max=36, help="Also rank as of the first day of each "
-                                    "of the previous months, for members' trend")) -> None:
+                                    "of the previous months, for members' trend"),
+         engine: Optional[str] = typer.Option(
+             None, help="duckdb (one machine) or spark (history, scores, actions and percentiles on "
+             "the executors; the master from Spark's usual settings); default COOPSCORE_ENGINE or duckdb"),
+         spark_master: Optional[str] = typer.Option(
+             None, help="with --engine spark: the master URL, e.g. spark://host:7077")) -> None:
     """Rank every member: score, tier, percentiles in cooperative/province/sector, top actions."""
+    from features import snapshot
     from ranking.rank import get_scorer, month_starts, rank_members
 
     paths = get_paths()
+    name = _engine_name(engine, spark_master)
+    spark = None
     try:
-        with console.status("loading the champion model and the snapshot"):
-            scorer = get_scorer(paths)
-        day = _parse_date(as_of) if as_of else scorer.snapshot_date
+        if name == "spark":
+            from ranking.spark_rank import rank_members_spark
+
+            if not (paths.features / snapshot.META_FILE).exists():
+                fail(f"no feature snapshot in {paths.features}: run `coopscore features --engine spark` "
+                     "first (rankings are as of its date or earlier)")
+            snapshot_date = snapshot.snapshot_date(paths.features)
+            with console.status("starting Spark"):
+                spark = _spark_engine(paths, spark_master)
+        else:
+            with console.status("loading the champion model and the snapshot"):
+                scorer = get_scorer(paths)
+            snapshot_date = scorer.snapshot_date
+        day = _parse_date(as_of) if as_of else snapshot_date
         days = [day] if months == 1 else sorted(set(month_starts(day, months)) | {day})
-        table = Table("as of", "ranked", "not enough data", "seconds", title="member ranking")
+        table = Table("as of", "ranked", "not enough data", "seconds",
+                      title="member ranking" + (" on Spark" if spark else ""))
         with progress_bar("ranking") as update:
             for i, d in enumerate(days):
                 started = time.perf_counter()
                 update(f"as of {d}", i / len(days))
-                run = rank_members(paths, as_of=d, scorer=scorer,
-                                   progress=lambda msg, d=d, i=i: update(f"as of {d}: {msg}", i / len(days)))
+                say = (lambda msg, d=d, i=i: update(f"as of {d}: {msg}", i / len(days)))
+                run = (rank_members_spark(paths, spark, as_of=d, progress=say) if spark else
+                       rank_members(paths, as_of=d, scorer=scorer, progress=say))
                 table.add_row(str(run.as_of), f"{run.ranked:,}", f"{run.not_enough_data:,}",
                               f"{time.perf_counter() - started:.1f}")
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+    finally:
+        if spark is not None:
+            spark.stop()
     console.print(table)
     console.print(f"rankings: {paths.home / 'ranking'}")
 
@@ -573,7 +597,7 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
     from ranking.rank import ranking_dates
 
     if rebuild or not ranking_dates(paths):
-        rank(as_of=None, months=DEMO_RANK_MONTHS)  # six months, so members see a trend
+        rank(as_of=None, months=DEMO_RANK_MONTHS, engine=None, spark_master=None)  # six months, so members see a trend
     else:
         console.print(f"reusing the member rankings in {paths.home / 'ranking'}")
     _demo_bank(paths, port)
