@@ -133,6 +133,7 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
                  .select(F.concat_ws(":", "entity_type", "entity_id").alias("spine_id"),
                          "entity_type", "entity_id", F.lit(as_of).alias("as_of")))
         features = engine.history_frame(spine).persist()
+        features.count()  # computed once: the samples, the consents and the join read it
         columns = [c for c in features.columns if c not in SPINE_COLUMNS]
         champions = Champions.load(paths, columns, as_of)
         samples = {s: features.where(F.col("entity_type") == s).select(*columns).limit(SAMPLE_ROWS)
