@@ -185,6 +185,9 @@ def _explainers(scorer: Champions, verify_rows: int = 2_000,
             continue
         history = (samples[subject] if samples is not None else scorer.matrix[subject])[:verify_rows]
         n = len(history)
+        if n == 0:  # no history of this subject type to check on (the Spark job: none to score)
+            out[subject] = None
+            continue
         x = plan.matrix(history, rng.integers(1, 500, n) * 1e6, rng.integers(1, 121, n).astype(float))
         x[: n // 10, :] = np.where(rng.random((n // 10, x.shape[1])) < 0.2, np.nan, x[: n // 10])
         reference = plan.model.booster.predict(x, pred_contrib=True)
