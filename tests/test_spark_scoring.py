@@ -151,13 +151,14 @@ def test_a_lenders_file_on_spark_gets_the_same_consent_answers_and_audit(pipelin
     lender = ForLender("spark-bank", records, "operator:tests")
     score_file(pipeline_home, tmp_path / "apps.csv", tmp_path / "one.csv", for_lender=lender)
     before = records.audit_count(bank_id="spark-bank", endpoint="cli.score")
+    refused = records.audit_count(bank_id="spark-bank", endpoint="cli.score", outcome="no_consent")
     score_file_spark(pipeline_home, tmp_path / "apps.csv", tmp_path / "spark.csv", spark, for_lender=lender)
     a, b = (pd.read_csv(tmp_path / name) for name in ("one.csv", "spark.csv"))
     assert_same(a, b, "lender's file")
     assert b["status"].tolist() == ["scored", "rejected", "rejected", "rejected", "rejected"]
     assert b["error"].tolist()[1:] == ["no_consent", "no_consent", "invalid_request", "invalid_request"]
     assert records.audit_count(bank_id="spark-bank", endpoint="cli.score") == before + len(rows)
-    assert records.audit_count(bank_id="spark-bank", endpoint="cli.score", outcome="unknown_subject") == 2
+    assert records.audit_count(bank_id="spark-bank", endpoint="cli.score", outcome="no_consent") == refused + 2
     assert records.verify_audit_chain().intact
 
 
