@@ -151,16 +151,11 @@ def features(as_of: Optional[str] = typer.Option(
         spark_master: Optional[str] = typer.Option(
             None, help="with --engine spark: the master URL, e.g. spark://host:7077")) -> None:
     """Build the feature snapshot the service reads (every member and cooperative, as of a date)."""
-    from features.engines import ENGINES
     from features.snapshot import build_snapshot
 
     paths = get_paths()
     day = _parse_date(as_of) if as_of else None
-    name = engine or get_settings().engine
-    if name not in ENGINES:
-        fail(f"--engine must be one of {', '.join(ENGINES)}, not {name!r}")
-    if spark_master and name != "spark":
-        fail("--spark-master needs --engine spark")
+    name = _engine_name(engine, spark_master)
     started = time.perf_counter()
     try:
         with console.status(f"computing features on {'Spark' if name == 'spark' else 'DuckDB'}"):
@@ -368,7 +363,12 @@ def score(input: Path = typer.Option(..., "--input", help="Applications: CSV or 
                                                    "and is audited, as through the API"),
           model: Optional[str] = typer.Option(None, "--model", help="A lender's own loan-book model "
                                               "(coopscore train --table): score a file of its loans"),
-          version: Optional[str] = typer.Option(None, help="With --model: the version (default latest)")) -> None:
+          version: Optional[str] = typer.Option(None, help="With --model: the version (default latest)"),
+          engine: Optional[str] = typer.Option(
+              None, help="duckdb (one machine, the snapshot) or spark (features and scores on the "
+              "executors; the master from Spark's usual settings); default COOPSCORE_ENGINE or duckdb"),
+          spark_master: Optional[str] = typer.Option(
+              None, help="with --engine spark: the master URL, e.g. spark://host:7077")) -> None:
     """Score a file of applications offline with the champion models: PD, score, grade, top reasons.
 
     Every input row gets one output row (scored, insufficient_history, or rejected with the reason).
@@ -377,7 +377,12 @@ def score(input: Path = typer.Option(..., "--input", help="Applications: CSV or 
 
     With --model NAME: the lender's own model scores the lender's own file (its columns as in
     training); every row is scored or rejected with the reason."""
+    name = _engine_name(engine, spark_master)
     if model is not None:
+        if name == "spark":
+            fail("--model scores a lender's own loan book with its own model on one machine; "
+                 "--engine spark scores the platform's members and cooperatives with the champions. "
+                 "Drop --engine spark (and --spark-master) to score the loan book, or drop --model.")
         _score_loan_book(model, version, input, output, for_lender)
         return
     import getpass
@@ -387,19 +392,30 @@ def score(input: Path = typer.Option(..., "--input", help="Applications: CSV or 
 
     paths = get_paths()
     records = Records(paths) if for_lender else None
+    spark = None
     try:
         if records is not None and for_lender not in {b["bank_id"] for b in records.list_banks()
                                                       if b["kind"] == "lender"}:
             fail(f"no lender '{for_lender}'; `coopscore banks list` shows the lenders.")
         lender = ForLender(for_lender, records, f"operator:{getpass.getuser()}") if records else None
-        with progress_bar(f"scoring {input.name}") as update:
-            report = score_file(paths, input, output, progress=lambda f: update("rows", f),
-                                chunk_rows=chunk_rows, for_lender=lender)
+        with progress_bar(f"scoring {input.name}" + (" on Spark" if name == "spark" else "")) as update:
+            if name == "spark":
+                from serving.spark_batch import score_file_spark
+
+                update("starting Spark", 0.0)
+                spark = _spark_engine(paths, spark_master)
+                report = score_file_spark(paths, input, output, spark, progress=update,
+                                          chunk_rows=chunk_rows, for_lender=lender)
+            else:
+                report = score_file(paths, input, output, progress=lambda f: update("rows", f),
+                                    chunk_rows=chunk_rows, for_lender=lender)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         fail(str(exc))
     finally:
         if records is not None:
             records.close()
+        if spark is not None:
+            spark.stop()
     table = Table("rows", "scored", "insufficient history", "rejected", "seconds", "rows/s",
                   title=f"{output} (data as of {report.snapshot_date})")
     table.add_row(f"{report.rows:,}", f"{report.scored:,}", f"{report.insufficient_history:,}",
@@ -408,6 +424,24 @@ def score(input: Path = typer.Option(..., "--input", help="Applications: CSV or 
     for error, n in sorted(report.rejected_by_error.items(), key=lambda kv: -kv[1]):
         if error:
             console.print(f"  rejected, {error}: {n:,} (the reason of each is in the output's message column)")
+
+
+def _engine_name(engine: Optional[str], spark_master: Optional[str]) -> str:
+    """The engine asked for (default the settings'), refused with the choices when unknown."""
+    from features.engines import ENGINES
+
+    name = engine or get_settings().engine
+    if name not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, not {name!r}")
+    if spark_master and name != "spark":
+        fail("--spark-master needs --engine spark")
+    return name
+
+
+def _spark_engine(paths: Paths, master: Optional[str]):
+    from features.spark_engine import SparkEngine
+
+    return SparkEngine.start(paths.clean, master)
 
 
 def _check_champions_load(paths: Paths) -> None:
@@ -424,27 +458,51 @@ def _check_champions_load(paths: Paths) -> None:
 @app.command()
 def rank(as_of: Optional[str] = typer.Option(None, help="ISO date; default: the snapshot date"),
          months: int = typer.Option(1, min=1, max=36, help="Also rank as of the first day of each "
-                                    "of the previous months, for members' trend")) -> None:
+                                    "of the previous months, for members' trend"),
+         engine: Optional[str] = typer.Option(
+             None, help="duckdb (one machine) or spark (history, scores, actions and percentiles on "
+             "the executors; the master from Spark's usual settings); default COOPSCORE_ENGINE or duckdb"),
+         spark_master: Optional[str] = typer.Option(
+             None, help="with --engine spark: the master URL, e.g. spark://host:7077")) -> None:
     """Rank every member: score, tier, percentiles in cooperative/province/sector, top actions."""
+    from features import snapshot
     from ranking.rank import get_scorer, month_starts, rank_members
 
     paths = get_paths()
+    name = _engine_name(engine, spark_master)
+    spark = None
     try:
-        with console.status("loading the champion model and the snapshot"):
-            scorer = get_scorer(paths)
-        day = _parse_date(as_of) if as_of else scorer.snapshot_date
+        if name == "spark":
+            from ranking.spark_rank import rank_members_spark
+
+            if not (paths.features / snapshot.META_FILE).exists():
+                fail(f"no feature snapshot in {paths.features}: run `coopscore features --engine spark` "
+                     "first (rankings are as of its date or earlier)")
+            snapshot_date = snapshot.snapshot_date(paths.features)
+            with console.status("starting Spark"):
+                spark = _spark_engine(paths, spark_master)
+        else:
+            with console.status("loading the champion model and the snapshot"):
+                scorer = get_scorer(paths)
+            snapshot_date = scorer.snapshot_date
+        day = _parse_date(as_of) if as_of else snapshot_date
         days = [day] if months == 1 else sorted(set(month_starts(day, months)) | {day})
-        table = Table("as of", "ranked", "not enough data", "seconds", title="member ranking")
+        table = Table("as of", "ranked", "not enough data", "seconds",
+                      title="member ranking" + (" on Spark" if spark else ""))
         with progress_bar("ranking") as update:
             for i, d in enumerate(days):
                 started = time.perf_counter()
                 update(f"as of {d}", i / len(days))
-                run = rank_members(paths, as_of=d, scorer=scorer,
-                                   progress=lambda msg, d=d, i=i: update(f"as of {d}: {msg}", i / len(days)))
+                say = (lambda msg, d=d, i=i: update(f"as of {d}: {msg}", i / len(days)))
+                run = (rank_members_spark(paths, spark, as_of=d, progress=say) if spark else
+                       rank_members(paths, as_of=d, scorer=scorer, progress=say))
                 table.add_row(str(run.as_of), f"{run.ranked:,}", f"{run.not_enough_data:,}",
                               f"{time.perf_counter() - started:.1f}")
     except (RuntimeError, ValueError, FileNotFoundError) as exc:
         fail(str(exc))
+    finally:
+        if spark is not None:
+            spark.stop()
     console.print(table)
     console.print(f"rankings: {paths.home / 'ranking'}")
 
@@ -539,7 +597,7 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
     from ranking.rank import ranking_dates
 
     if rebuild or not ranking_dates(paths):
-        rank(as_of=None, months=DEMO_RANK_MONTHS)  # six months, so members see a trend
+        rank(as_of=None, months=DEMO_RANK_MONTHS, engine=None, spark_master=None)  # six months, so members see a trend
     else:
         console.print(f"reusing the member rankings in {paths.home / 'ranking'}")
     _demo_bank(paths, port)

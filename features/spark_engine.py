@@ -15,6 +15,7 @@ the contracts' timestamps are.
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,6 +56,9 @@ class SparkEngine:
         except ImportError:  # pragma: no cover - the extra is part of `make install`
             raise RuntimeError("the Spark engine needs PySpark: install the project with its 'spark' "
                                "extra (`make install` does), and Java 17 or newer") from None
+        # Python work on the executors (batch scoring, ranking) runs this interpreter, where the
+        # project is installed, unless PYSPARK_PYTHON names another (on a cluster: the same path)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = SparkSession.builder.appName("coopscore")
         url = _master(master)
         if url:  # otherwise Spark's own: spark-submit --master, spark-defaults.conf, else local[*]
@@ -111,6 +115,13 @@ class SparkEngine:
         out = out.sort_values("spine_id", kind="stable").reset_index(drop=True)
         out["as_of"] = pd.to_datetime(out["as_of"])
         return out
+
+    def history_frame(self, spine):
+        """Stage 1 for a Spark DataFrame `spine` (spine_id, entity_type, entity_id strings, as_of
+        date; spine_id unique), as a Spark DataFrame that stays on the executors (one row per
+        spine row): what batch scoring and ranking join to their rows."""
+        spine.select(*SPINE_COLUMNS).createOrReplaceTempView("spine")
+        return self.session.sql(history_sql())
 
     def stop(self) -> None:
         self.session.stop()

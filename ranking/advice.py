@@ -291,10 +291,12 @@ def score_history(scorer, history: np.ndarray, amount: float, term: float,
 
 def advise_all(scorer, clean_dir: Path, ids: np.ndarray, as_of: date, history: np.ndarray,
                score_now: np.ndarray | None = None, k: int = 3, amount: float | None = None,
-               term: float | None = None, timings: dict | None = None) -> dict[str, np.ndarray]:
+               term: float | None = None, timings: dict | None = None,
+               scoped: bool = False) -> dict[str, np.ndarray]:
     """Top-k actions for every member `ids` (rows of `history`, columns scorer.columns, as of
     `as_of`), each followed in the raw data of `clean_dir` (one engine run per lever over all
-    members). Returns {"code": (n, k) object (None when fewer), "score_after", "gain", "current",
+    members; with `scoped`, over a DuckDB holding only what these members' features read,
+    follow.scoped_connection: the same features, for a Spark partition's members). Returns {"code": (n, k) object (None when fewer), "score_after", "gain", "current",
     "target": (n, k)}, sorted by gain, only gains >= MIN_GAIN."""
     from ranking.rank import REFERENCE_AMOUNT_VND, REFERENCE_TERM_MONTHS
     amount = REFERENCE_AMOUNT_VND if amount is None else amount
@@ -304,9 +306,12 @@ def advise_all(scorer, clean_dir: Path, ids: np.ndarray, as_of: date, history: n
     now = pd.DataFrame(history, columns=scorer.columns, index=pd.Index(ids, name="entity_id"))
     score_now = (score_history(scorer, history, amount, term) if score_now is None
                  else np.asarray(score_now, dtype=float))
-    con = duckdb.connect()
+    if scoped:
+        con, bases = follow.scoped_connection(clean_dir, list(ids), as_of)
+    else:
+        con, bases = duckdb.connect(), follow.parquet_bases(clean_dir)
     try:
-        recomputed = follow_all(con, follow.parquet_bases(clean_dir),
+        recomputed = follow_all(con, bases,
                                 pd.Series(pd.Timestamp(as_of), index=now.index), now,
                                 timings=timings)
     finally:

@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -47,6 +47,21 @@ REFERENCE_APPLICATION = {"amount_vnd": REFERENCE_AMOUNT_VND, "term_months": REFE
 N_REASONS = 3
 N_ACTIONS = 3
 ROW_GROUP = 50_000
+# Percentiles within each group of members (percentile_within), column by column.
+GROUPS = ("cooperative_id", "province", "business_sector")
+PERCENTILES = ("pct_cooperative", "pct_province", "pct_sector")
+# The columns of the ranking history, as written on one machine and on Spark (ranking.spark_rank).
+RANKING_SCHEMA = pa.schema(
+    [("member_id", pa.string()), ("as_of_date", pa.date32()), ("status", pa.string()),
+     ("score", pa.float64()), ("pd", pa.float64()), ("tier", pa.string()), ("tier_vi", pa.string()),
+     ("tier_en", pa.string())]
+    + [(g, pa.string()) for g in GROUPS] + [(p, pa.float64()) for p in PERCENTILES]
+    + [(f"reason_{j + 1}", pa.string()) for j in range(N_REASONS)]
+    + [field for j in range(N_ACTIONS) for field in (
+        (f"action_{j + 1}", pa.string()), (f"action_{j + 1}_score_after", pa.float64()),
+        (f"action_{j + 1}_gain", pa.float64()), (f"action_{j + 1}_target", pa.float64()))]
+    + [("history_days", pa.int64()), ("transactions_365d", pa.int64()), ("missing", pa.string()),
+       ("model_version", pa.string())])
 
 _SCORERS: dict[tuple, object] = {}
 
@@ -131,27 +146,17 @@ def _missing_json(days: np.ndarray, tx: np.ndarray) -> np.ndarray:
     return out
 
 
-def rank_members(paths: Paths, as_of: date | None = None,
-                 progress: Callable[[str], None] | None = None, scorer=None) -> RankingRun:
-    """Rank every member of the snapshot as of `as_of` (default: the snapshot date) and write the
-    run to the history, replacing an earlier run for the same date."""
-    say = progress or (lambda message: None)
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    scorer = scorer or get_scorer(paths)
-    plan = scorer.plans.get(SUBJECT)
-    if plan is None:
-        raise RuntimeError("no champion member model: run `coopscore train` first")
-    as_of = as_of or scorer.snapshot_date
-    if as_of > scorer.snapshot_date:
-        raise ValueError(f"as_of {as_of} is after the latest data ({scorer.snapshot_date})")
-    timings["load"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    say(f"history of every member as of {as_of}")
-    ids, history = member_history(scorer, paths, as_of)
-    timings["history"] = time.perf_counter() - t
-
+def rank_rows(scorer, clean_dir: Path, ids: np.ndarray, history: np.ndarray, groups: pd.DataFrame,
+              as_of: date, say: Callable[[str], None] = lambda message: None,
+              timings: dict[str, float] | None = None, scoped_advice: bool = False) -> pd.DataFrame:
+    """Every column of the ranking but the percentiles, one row per member `ids` (their `history`
+    rows in scorer.columns as of `as_of`; `groups` aligned with them: cooperative_id, province,
+    business_sector): status, score, PD, tier, reasons, actions followed in the raw data of
+    `clean_dir` (with `scoped_advice`, on a DuckDB holding only what these members' features read:
+    a Spark partition's members), history counts, what is missing. `scorer`: a Scorer or
+    scoring.scorer.Champions."""
+    timings = {} if timings is None else timings
+    plan = scorer.plans[SUBJECT]
     t = time.perf_counter()
     n = len(ids)
     col = {c: i for i, c in enumerate(scorer.columns)}
@@ -177,17 +182,14 @@ def rank_members(paths: Paths, as_of: date | None = None,
                **{k: np.full((n, N_ACTIONS), np.nan) for k in ("score_after", "gain", "target")}}
     if len(ok):
         steps: dict[str, float] = {}
-        got = advice.advise_all(scorer, paths.clean, ids[ok], as_of, history[ok], raw_score,
-                                k=N_ACTIONS, timings=steps)
+        got = advice.advise_all(scorer, clean_dir, ids[ok], as_of, history[ok], raw_score,
+                                k=N_ACTIONS, timings=steps, scoped=scoped_advice)
         for key in actions:
             actions[key][ok] = got[key]
         say("advice steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
     timings["advice"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    members = pd.read_parquet(paths.clean / "members.parquet",
-                              columns=["member_id", "cooperative_id", "province", "business_sector"])
-    members = members.set_index("member_id").reindex(ids)
     tier_idx = tiers.tier_index_from_pd(pd_values)  # the PD the grade comes from, unrounded
     tier_table = pd.DataFrame(tiers.TIERS)
     frame = pd.DataFrame({
@@ -198,14 +200,8 @@ def rank_members(paths: Paths, as_of: date | None = None,
         "tier": np.where(enough, tier_table["code"].to_numpy()[tier_idx], None),
         "tier_vi": np.where(enough, tier_table["vi"].to_numpy()[tier_idx], None),
         "tier_en": np.where(enough, tier_table["en"].to_numpy()[tier_idx], None),
-        "cooperative_id": members["cooperative_id"].to_numpy(),
-        "province": members["province"].to_numpy(),
-        "business_sector": members["business_sector"].to_numpy(),
+        **{group: groups[group].to_numpy() for group in GROUPS},
     })
-    s = frame["score"]
-    frame["pct_cooperative"] = percentile_within(s, frame["cooperative_id"]).to_numpy()
-    frame["pct_province"] = percentile_within(s, frame["province"]).to_numpy()
-    frame["pct_sector"] = percentile_within(s, frame["business_sector"]).to_numpy()
     for j in range(N_REASONS):
         frame[f"reason_{j + 1}"] = reasons[:, j]
     for j in range(N_ACTIONS):
@@ -224,23 +220,69 @@ def rank_members(paths: Paths, as_of: date | None = None,
     frame["model_version"] = plan.loaded.info.version
     timings["assemble"] = time.perf_counter() - t
 
+    return frame
+
+
+def rank_members(paths: Paths, as_of: date | None = None,
+                 progress: Callable[[str], None] | None = None, scorer=None) -> RankingRun:
+    """Rank every member of the snapshot as of `as_of` (default: the snapshot date) and write the
+    run to the history, replacing an earlier run for the same date."""
+    say = progress or (lambda message: None)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    scorer = scorer or get_scorer(paths)
+    plan = scorer.plans.get(SUBJECT)
+    if plan is None:
+        raise RuntimeError("no champion member model: run `coopscore train` first")
+    as_of = as_of or scorer.snapshot_date
+    if as_of > scorer.snapshot_date:
+        raise ValueError(f"as_of {as_of} is after the latest data ({scorer.snapshot_date})")
+    timings["load"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say(f"history of every member as of {as_of}")
+    ids, history = member_history(scorer, paths, as_of)
+    timings["history"] = time.perf_counter() - t
+
+    members = pd.read_parquet(paths.clean / "members.parquet", columns=["member_id", *GROUPS])
+    frame = rank_rows(scorer, paths.clean, ids, history,
+                      members.set_index("member_id").reindex(ids), as_of, say, timings)
+    t = time.perf_counter()
+    for column, group in zip(PERCENTILES, GROUPS):
+        frame[column] = percentile_within(frame["score"], frame[group]).to_numpy()
+    frame = frame[RANKING_SCHEMA.names]
+    timings["percentiles"] = time.perf_counter() - t
+
     t = time.perf_counter()
     path = _write(paths, as_of, frame)
     timings["write"] = time.perf_counter() - t
-    say(f"wrote {n:,} members to {path}")
+    say(f"wrote {len(frame):,} members to {path}")
     return RankingRun(as_of=as_of, model_version=plan.loaded.info.version, frame=frame, path=path,
                       timings=timings)
 
 
 def _write(paths: Paths, as_of: date, frame: pd.DataFrame) -> Path:
     """Write the partition of `as_of` atomically: to a temporary folder, then swapped in."""
+    table = pa.Table.from_pandas(frame.sort_values("member_id", kind="stable"), schema=RANKING_SCHEMA,
+                                 preserve_index=False)
+    return write_sorted(paths, as_of, [table])
+
+
+def write_sorted(paths: Paths, as_of: date, tables: Iterable[pa.Table]) -> Path:
+    """Write the partition of `as_of` from `tables` (RANKING_SCHEMA, in member_id order)
+    atomically: to a temporary folder, then swapped in."""
     root = rankings_dir(paths)
     root.mkdir(parents=True, exist_ok=True)
     final = _partition(paths, as_of)
     tmp = root / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
-    table = pa.Table.from_pandas(frame.sort_values("member_id", kind="stable"), preserve_index=False)
-    pq.write_table(table, tmp / "part-0.parquet", row_group_size=ROW_GROUP)
+    try:
+        with pq.ParquetWriter(tmp / "part-0.parquet", RANKING_SCHEMA) as writer:
+            for table in tables:
+                writer.write_table(table.cast(RANKING_SCHEMA), row_group_size=ROW_GROUP)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = None
     if final.exists():
         old = root / f".old-{uuid.uuid4().hex}"

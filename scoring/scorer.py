@@ -134,20 +134,99 @@ def _load_at_start(subject: str) -> LoadedModel | None:
             f"--version N`) or roll back (`coopscore rollback --subject {subject}`).") from None
 
 
-class Scorer:
+class Champions:
+    """The champion models and the columnar scoring core, without the snapshot: the plans, the
+    history columns they read, the snapshot date applications are checked against, the
+    minimum-history rule and `decide`. What a Spark executor needs to score rows whose history
+    the job joined to them (serving.spark_batch, ranking.spark_rank): it pickles (no DuckDB, no
+    snapshot matrix), so the driver loads the registered versions once and ships them."""
+
+    def __init__(self, models: dict[str, LoadedModel | None], columns: Sequence[str],
+                 snapshot_date: date):
+        self.models = dict(models)
+        self.columns = list(columns)
+        self._col = {c: i for i, c in enumerate(self.columns)}
+        self.snapshot_date = snapshot_date
+        self.plans = {s: _Plan(m, self.columns) for s, m in self.models.items() if m is not None}
+
+    @classmethod
+    def load(cls, paths: Paths, columns: Sequence[str], snapshot_date: date) -> "Champions":
+        """The registry's champions over history `columns`; RuntimeError (with advice) when there
+        is none or one cannot be loaded."""
+        return cls(_load_champions(paths), columns, snapshot_date)
+
+    @property
+    def ready(self) -> bool:
+        return any(self.models.values())
+
+    def served_version(self, subject: str) -> str | None:
+        loaded = self.models.get(subject)
+        return loaded.info.version if loaded is not None else None
+
+    # -- columnar core, shared with serving.batch ---------------------------------------------
+    def decide(self, subject: str, history: np.ndarray, amount: np.ndarray, term: np.ndarray,
+               num_threads: int | None = None,
+               contrib_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Decisions:
+        """Score rows of `history` (columns `self.columns`) that have enough history."""
+        return self._decide(self._plan(subject), history, amount, term, num_threads, contrib_fn)
+
+    def _decide(self, plan: _Plan, history: np.ndarray, amount, term, num_threads: int | None = None,
+                contrib_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Decisions:
+        x = plan.matrix(history, np.asarray(amount, dtype=float), np.asarray(term, dtype=float))
+        exp = explain_matrix(plan.model, x, num_threads, contrib_fn)
+        pd_values = scaling.pd_from_log_odds(exp.log_odds)
+        c = exp.contributions
+        n, k = len(x), len(plan.codes)
+        totals = np.empty((n, k))
+        lead = np.empty((n, k), dtype=int)
+        for j, members in enumerate(plan.members):
+            t = c[:, members[0]].copy()
+            for m in members[1:]:  # in feature order, as Python's sum() added them
+                t += c[:, m]
+            totals[:, j] = t
+            lead[:, j] = members[np.argmax(c[:, members], axis=1)]
+        order = np.argsort(-totals, axis=1, kind="stable")[:, :MAX_REASONS]
+        top = np.take_along_axis(totals, order, axis=1)
+        return Decisions(x=x, explanation=exp, pd=pd_values,
+                         score=scaling.score_from_log_odds(exp.log_odds),
+                         grade=scaling.grade_from_pd(pd_values), reason_codes=plan.codes,
+                         reason_idx=np.where(top > 0, order, -1), reason_total=top,
+                         reason_lead=np.take_along_axis(lead, order, axis=1))
+
+    def enough_history(self, history: np.ndarray) -> np.ndarray:
+        """features.sufficiency.has_enough_history on matrix rows."""
+        return ((history[:, self._col["history_days"]] >= MIN_HISTORY_DAYS)
+                & (history[:, self._col["transactions_365d"]] >= MIN_TRANSACTIONS_365D))
+
+    def _plan(self, subject: str) -> _Plan:
+        plan = self.plans.get(subject)
+        if plan is None:
+            raise ModelUnavailable(f"no champion model for {subject} subjects yet; "
+                                   "the model owner must train and promote one.")
+        return plan
+
+
+def _load_champions(paths: Paths) -> dict[str, LoadedModel | None]:
+    registry.use_store(paths)
+    models = {s: _load_at_start(s) for s in v.ENTITY_TYPES}
+    if not any(models.values()):
+        raise RuntimeError("no champion model in the MLflow registry at "
+                           f"{paths.tracking_uri}: run `coopscore train` first.")
+    return models
+
+
+class Scorer(Champions):
+    """The champions over the snapshot: every subject's history in memory (one float64 matrix
+    per subject type, id -> row in a dict), the platform's subjects, and history on demand on
+    DuckDB for other dates: the service, the CLI and the single-machine batch scorer."""
+
     def __init__(self, paths: Paths):
-        registry.use_store(paths)
-        self.models = {s: _load_at_start(s) for s in v.ENTITY_TYPES}
-        if not any(self.models.values()):
-            raise RuntimeError("no champion model in the MLflow registry at "
-                               f"{paths.tracking_uri}: run `coopscore train` first.")
-        self.snapshot_date = snapshot.snapshot_date(paths.features)
+        models = _load_champions(paths)
         self._snapshot_path = paths.features / snapshot.SNAPSHOT_FILE
         snap = pd.read_parquet(self._snapshot_path)
-        # numeric history columns as one float64 matrix per subject type, id -> row in a dict
-        self.columns = [c for c in snap.columns
-                        if c not in ("spine_id", "entity_type", "entity_id", "as_of")]
-        self._col = {c: i for i, c in enumerate(self.columns)}
+        super().__init__(models, [c for c in snap.columns
+                                  if c not in ("spine_id", "entity_type", "entity_id", "as_of")],
+                         snapshot.snapshot_date(paths.features))
         self.matrix: dict[str, np.ndarray] = {}
         self.row: dict[str, dict[str, int]] = {}
         self.ids: dict[str, pd.Index] = {}
@@ -161,25 +240,16 @@ class Scorer:
         self.member_type = dict(zip(members["member_id"], members["member_type"]))
         coops = pd.read_parquet(paths.clean / "cooperatives.parquet", columns=["cooperative_id"])
         self.cooperatives = set(coops["cooperative_id"])
-        self.plans = {s: _Plan(m, self.columns) for s, m in self.models.items() if m is not None}
         # one DuckDB with views over the accepted data; each serving thread gets its own cursor
         # (a DuckDB connection is not safe to share between threads, and opening one costs ~20 ms)
         self._duckdb = engine.connect(paths.clean)
         self._local = threading.local()
-
-    @property
-    def ready(self) -> bool:
-        return any(self.models.values())
 
     # -- what the service's champion watcher and consent endpoints call -----------------------------
     def knows(self, subject_type: str, subject_id: str) -> bool:
         """Whether the subject exists on the platform (accepted data)."""
         return (subject_id in self.member_type if subject_type == "member"
                 else subject_id in self.cooperatives)
-
-    def served_version(self, subject: str) -> str | None:
-        loaded = self.models.get(subject)
-        return loaded.info.version if loaded is not None else None
 
     @staticmethod
     def champion_version(subject: str) -> str | None:
@@ -256,49 +326,7 @@ class Scorer:
         missing value), for the audit log to hash; None for insufficient_history. Not in the JSON."""
         return response._features_used
 
-    # -- columnar core, shared with serving.batch ---------------------------------------------
-    def decide(self, subject: str, history: np.ndarray, amount: np.ndarray, term: np.ndarray,
-               num_threads: int | None = None,
-               contrib_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Decisions:
-        """Score rows of `history` (columns `self.columns`) that have enough history."""
-        return self._decide(self._plan(subject), history, amount, term, num_threads, contrib_fn)
-
-    def _decide(self, plan: _Plan, history: np.ndarray, amount, term, num_threads: int | None = None,
-                contrib_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> Decisions:
-        x = plan.matrix(history, np.asarray(amount, dtype=float), np.asarray(term, dtype=float))
-        exp = explain_matrix(plan.model, x, num_threads, contrib_fn)
-        pd_values = scaling.pd_from_log_odds(exp.log_odds)
-        c = exp.contributions
-        n, k = len(x), len(plan.codes)
-        totals = np.empty((n, k))
-        lead = np.empty((n, k), dtype=int)
-        for j, members in enumerate(plan.members):
-            t = c[:, members[0]].copy()
-            for m in members[1:]:  # in feature order, as Python's sum() added them
-                t += c[:, m]
-            totals[:, j] = t
-            lead[:, j] = members[np.argmax(c[:, members], axis=1)]
-        order = np.argsort(-totals, axis=1, kind="stable")[:, :MAX_REASONS]
-        top = np.take_along_axis(totals, order, axis=1)
-        return Decisions(x=x, explanation=exp, pd=pd_values,
-                         score=scaling.score_from_log_odds(exp.log_odds),
-                         grade=scaling.grade_from_pd(pd_values), reason_codes=plan.codes,
-                         reason_idx=np.where(top > 0, order, -1), reason_total=top,
-                         reason_lead=np.take_along_axis(lead, order, axis=1))
-
-    def enough_history(self, history: np.ndarray) -> np.ndarray:
-        """features.sufficiency.has_enough_history on matrix rows."""
-        return ((history[:, self._col["history_days"]] >= MIN_HISTORY_DAYS)
-                & (history[:, self._col["transactions_365d"]] >= MIN_TRANSACTIONS_365D))
-
     # -- steps ----------------------------------------------------------------------------------
-    def _plan(self, subject: str) -> _Plan:
-        plan = self.plans.get(subject)
-        if plan is None:
-            raise ModelUnavailable(f"no champion model for {subject} subjects yet; "
-                                   "the model owner must train and promote one.")
-        return plan
-
     def legal_form(self, subject_type: str, subject_id: str) -> str | None:
         """The subject's legal form for the Decree 156 limit (None: not on the platform)."""
         if subject_type == "member":

@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -32,7 +32,7 @@ from data_contracts import vocabulary as v
 from scoring import policy
 from scoring.disclosure import Disclosure
 from records import AuditEntry
-from scoring.scorer import Scorer
+from scoring.scorer import Champions, Scorer
 
 REQUIRED_COLUMNS = ("subject_type", "subject_id", "amount_vnd", "term_months", "purpose")
 OPTIONAL_COLUMNS = ("as_of_date",)
@@ -168,9 +168,12 @@ class PathTreeShap:
         return phi
 
 
-def _explainers(scorer: Scorer, verify_rows: int = 2_000) -> dict[str, Callable | None]:
-    """Per subject type: the table TreeSHAP when it reproduces LightGBM's pred_contrib on snapshot
-    rows (max difference 1e-9 in the margin), else None (LightGBM is used)."""
+def _explainers(scorer: Champions, verify_rows: int = 2_000,
+                samples: dict[str, np.ndarray] | None = None) -> dict[str, Callable | None]:
+    """Per subject type: the table TreeSHAP when it reproduces LightGBM's pred_contrib on history
+    rows (max difference 1e-9 in the margin), else None (LightGBM is used). The rows are the
+    snapshot's first `verify_rows`, or `samples[subject]` (the Spark job's, which has no snapshot
+    matrix)."""
     out: dict[str, Callable | None] = {}
     rng = np.random.default_rng(0)
     for subject, plan in scorer.plans.items():
@@ -180,8 +183,11 @@ def _explainers(scorer: Scorer, verify_rows: int = 2_000) -> dict[str, Callable 
             warnings.warn(f"{subject}: table TreeSHAP not usable ({exc}); using LightGBM")
             out[subject] = None
             continue
-        history = scorer.matrix[subject][:verify_rows]
+        history = (samples[subject] if samples is not None else scorer.matrix[subject])[:verify_rows]
         n = len(history)
+        if n == 0:  # no history of this subject type to check on (the Spark job: none to score)
+            out[subject] = None
+            continue
         x = plan.matrix(history, rng.integers(1, 500, n) * 1e6, rng.integers(1, 121, n).astype(float))
         x[: n // 10, :] = np.where(rng.random((n // 10, x.shape[1])) < 0.2, np.nan, x[: n // 10])
         reference = plan.model.booster.predict(x, pred_contrib=True)
@@ -232,16 +238,36 @@ def score_file(paths: Paths, input_path: Path | str, output_path: Path | str,
     is the platform's own run (ranking, monitoring): nothing is disclosed to anyone."""
     started = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
-    _check_extension(input_path, "input")
-    _check_extension(output_path, "output")
-    if not input_path.exists():
-        raise FileNotFoundError(f"input file {input_path} does not exist")
-    if chunk_rows < 1:
-        raise ValueError("chunk_rows must be at least 1")
+    check_files(input_path, output_path, chunk_rows)
     chunks, total = _reader(input_path, chunk_rows)
     scorer = scorer or Scorer(paths)
     explainers = _explainers(scorer)
     disclosure = Disclosure(for_lender.records, scorer.knows) if for_lender else None
+    subjects = SnapshotSubjects(scorer)
+
+    def scored():
+        offset = 0
+        for chunk in chunks:
+            yield len(chunk), _score_chunk(
+                scorer, chunk, np.arange(offset + 1, offset + len(chunk) + 1, dtype=np.int64),
+                num_threads, explainers, subjects,
+                (for_lender.lender_id, disclosure) if for_lender else None)
+            offset += len(chunk)
+
+    counts, errors = write_results(scored(), output_path, total, for_lender, progress)
+    return BatchFileReport(input_path, output_path, sum(counts.values()), counts["scored"],
+                           counts["insufficient_history"], counts["rejected"],
+                           time.perf_counter() - started, scorer.snapshot_date,
+                           {k: "tables" if f else "lightgbm" for k, f in explainers.items()}, errors)
+
+
+def write_results(tables: Iterable[tuple[int, pa.Table]], output_path: Path, total: int | None,
+                  for_lender: ForLender | None = None,
+                  progress: Callable[[float], None] | None = None) -> tuple[dict[str, int], dict[str, int]]:
+    """Write scored chunks, in order, to `output_path` (Parquet or CSV by extension) atomically:
+    `tables` yields (input rows of the chunk, its output table). For a lender, each chunk's audit
+    entries are written before the chunk's output. Returns (rows by status, rows by error);
+    RuntimeError, and no output, when the rows out are not the rows in."""
     run_id = uuid.uuid4().hex
     output_path.parent.mkdir(parents=True, exist_ok=True)
     partial = output_path.with_name(output_path.name + ".partial")
@@ -251,13 +277,11 @@ def score_file(paths: Paths, input_path: Path | str, output_path: Path | str,
     counts: dict[str, int] = {"scored": 0, "insufficient_history": 0, "rejected": 0}
     errors: dict[str, int] = {}
     try:
-        for chunk in chunks:
-            table = _score_chunk(scorer, chunk, rows_in, num_threads, explainers,
-                                 (for_lender.lender_id, disclosure) if for_lender else None)
+        for chunk_rows, table in tables:
             if for_lender is not None:  # no audit row, no disclosure
                 for_lender.records.append_audit(_audit_entries(table, for_lender, run_id))
             writer.write_table(table)
-            rows_in += len(chunk)
+            rows_in += chunk_rows
             rows_out += table.num_rows
             status = table.column("status").to_numpy(zero_copy_only=False)
             for name in counts:
@@ -278,10 +302,7 @@ def score_file(paths: Paths, input_path: Path | str, output_path: Path | str,
     os.replace(partial, output_path)
     if progress is not None and rows_in == 0:
         progress(1.0)
-    return BatchFileReport(input_path, output_path, rows_in, counts["scored"],
-                           counts["insufficient_history"], counts["rejected"],
-                           time.perf_counter() - started, scorer.snapshot_date,
-                           {k: "tables" if f else "lightgbm" for k, f in explainers.items()}, errors)
+    return counts, errors
 
 
 def _fits(value: str, width: int) -> str:
@@ -314,6 +335,17 @@ def _audit_entries(table: pa.Table, lender: ForLender, run_id: str) -> list[Audi
 
 
 # -- reading ---------------------------------------------------------------------------------------
+def check_files(input_path: Path, output_path: Path, chunk_rows: int) -> None:
+    """ValueError for a file type other than CSV or Parquet or chunk_rows below 1;
+    FileNotFoundError for a missing input."""
+    _check_extension(input_path, "input")
+    _check_extension(output_path, "output")
+    if not input_path.exists():
+        raise FileNotFoundError(f"input file {input_path} does not exist")
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+
+
 def _check_extension(path: Path, role: str) -> None:
     if path.suffix.lower() not in EXTENSIONS:
         raise ValueError(f"unsupported {role} file type '{path.suffix or path.name}' for {path}: "
@@ -356,9 +388,39 @@ def _whole(series: pd.Series) -> np.ndarray:
     return np.where(np.mod(values, 1) == 0, values, np.nan)
 
 
-def _score_chunk(scorer: Scorer, chunk: pd.DataFrame, offset: int, num_threads: int | None,
-                 explainers: dict[str, Callable | None],
-                 lender: tuple[str, Disclosure] | None = None) -> pa.Table:
+class SnapshotSubjects:
+    """Who the applications name, answered from a Scorer: the platform's members and cooperatives
+    (their legal form) and the snapshot's history rows. The Spark job answers the same two
+    questions from columns it joined to each row (serving.spark_batch.JoinedSubjects)."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+
+    def legal_forms(self, subject_type: np.ndarray, subject_id: np.ndarray) -> np.ndarray:
+        """Per row: the subject's legal form (member_type, or "cooperative"); None when the
+        platform does not know it. Rows of another subject_type: anything (they are rejected)."""
+        kind = pd.Series(subject_id).map(self.scorer.member_type).to_numpy(dtype=object)
+        is_coop = subject_type == "cooperative"
+        kind[is_coop] = np.where(pd.Series(subject_id[is_coop]).isin(self.scorer.cooperatives),
+                                 "cooperative", None)
+        return kind
+
+    def history(self, subject: str, subject_id: np.ndarray, rows: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """(found, history): whether each of `rows` (positions in the chunk, all of `subject`) is
+        in the snapshot, and the history rows (columns scorer.columns) of the found ones."""
+        at = self.scorer.ids[subject].get_indexer(subject_id[rows])
+        found = at >= 0
+        return found, self.scorer.matrix[subject][at[found]]
+
+
+def _score_chunk(scorer: Champions, chunk: pd.DataFrame, row_number: np.ndarray,
+                 num_threads: int | None, explainers: dict[str, Callable | None],
+                 subjects: SnapshotSubjects, lender: tuple[str, Disclosure] | None = None) -> pa.Table:
+    """One output row per row of `chunk` (numbered `row_number`): scored, insufficient_history or
+    rejected with the first reason, in the order of the checks below. `scorer` holds the models;
+    `subjects` says who exists and their history; `lender` (its id and a Disclosure, or anything
+    with the same `refusal`) adds the consent step."""
     n = len(chunk)
     subject_type, subject_id = _text(chunk["subject_type"]), _text(chunk["subject_id"])
     purpose = _text(chunk["purpose"])
@@ -406,9 +468,7 @@ def _score_chunk(scorer: Scorer, chunk: pd.DataFrame, offset: int, num_threads: 
             [checks[(t, i)].message for t, i in zip(subject_type[m], subject_id[m])], dtype=object))
     # subjects, Decree 156 limits, models
     is_member, is_coop = subject_type == "member", subject_type == "cooperative"
-    kind = pd.Series(subject_id).map(scorer.member_type).to_numpy(dtype=object)
-    kind[is_coop] = np.where(pd.Series(subject_id[is_coop]).isin(scorer.cooperatives),
-                             "cooperative", None)
+    kind = subjects.legal_forms(subject_type, subject_id)
     reject((is_member | is_coop) & pd.isna(kind), "unknown_subject",
            lambda m: np.array([f"no {t} with id '{i}' on the platform; check the id and the "
                                "subject_type." for t, i in zip(subject_type[m], subject_id[m])],
@@ -423,7 +483,7 @@ def _score_chunk(scorer: Scorer, chunk: pd.DataFrame, offset: int, num_threads: 
                    "and promote one.")
 
     out = {name: np.full(n, None, dtype=object) for name in OUTPUT_SCHEMA.names}
-    out["row_number"] = np.arange(offset + 1, offset + n + 1, dtype=np.int64)
+    out["row_number"] = np.asarray(row_number, dtype=np.int64)
     out["subject_type"], out["subject_id"] = subject_type, subject_id
     out["pd"], out["score"] = np.full(n, np.nan), np.full(n, np.nan)
     out["status"] = np.where(error == None, "scored", "rejected").astype(object)  # noqa: E711
@@ -431,15 +491,14 @@ def _score_chunk(scorer: Scorer, chunk: pd.DataFrame, offset: int, num_threads: 
         rows = np.flatnonzero((error == None) & (subject_type == subject))  # noqa: E711
         if len(rows) == 0:
             continue
-        at = scorer.ids[subject].get_indexer(subject_id[rows])
-        stale = at < 0  # known on the platform, but not in the snapshot: it predates them
+        found, history = subjects.history(subject, subject_id, rows)
+        stale = ~found  # known on the platform, but not in the snapshot: it predates them
         if stale.any():
             out["status"][rows[stale]] = "rejected"
             error[rows[stale]] = "not_in_snapshot"
             message[rows[stale]] = (f"not in the snapshot of {scorer.snapshot_date}; rebuild it "
                                     "(`coopscore features`) or score through the API")
-            rows, at = rows[~stale], at[~stale]
-        history = scorer.matrix[subject][at]
+            rows = rows[found]
         out["model_name"][rows] = plan.loaded.info.name
         out["model_version"][rows] = plan.loaded.info.version
         enough = scorer.enough_history(history)
