@@ -306,22 +306,34 @@ def stage_score(work: Path, extra: dict, engine_name: str) -> dict:
                       "purpose": applications["purpose"],
                       "as_of_date": applications["application_date"].dt.date.astype(str)}
                      ).to_parquet(file)
-    options = {} if engine_name == "duckdb" else {"engine": engine_name,
-                                                  "spark_master": extra.get("master")}
-    started = time.perf_counter()
-    report = score_file(paths, file, work / f"scored-{engine_name}.parquet", **options)
-    return {"seconds": time.perf_counter() - started, "rows": report.rows, "scored": report.scored}
+    out = work / f"scored-{engine_name}.parquet"
+    if engine_name == "spark":
+        from serving.spark_batch import score_file_spark
+
+        engine = _engine(paths, "spark", extra.get("master"))
+        started = time.perf_counter()
+        report = score_file_spark(paths, file, out, engine)
+    else:
+        started = time.perf_counter()
+        report = score_file(paths, file, out)
+    return {"seconds": time.perf_counter() - started, "rows": report.rows, "scored": report.scored,
+            **(_spark_tasks(engine) if engine_name == "spark" else {})}
 
 
 def stage_rank(work: Path, extra: dict, engine_name: str) -> dict:
     from ranking.rank import get_scorer, rank_members
 
     paths = _paths(work)
+    if engine_name == "spark":
+        from ranking.spark_rank import rank_members_spark
+
+        engine = _engine(paths, "spark", extra.get("master"))
+        started = time.perf_counter()
+        run = rank_members_spark(paths, engine)
+        return {"seconds": time.perf_counter() - started, "rows": run.ranked, **_spark_tasks(engine)}
     scorer = get_scorer(paths)
-    options = {} if engine_name == "duckdb" else {"engine": engine_name,
-                                                  "spark_master": extra.get("master")}
     started = time.perf_counter()
-    run = rank_members(paths, scorer=scorer, **options)
+    run = rank_members(paths, scorer=scorer)
     return {"seconds": time.perf_counter() - started, "rows": run.ranked}
 
 
