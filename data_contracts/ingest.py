@@ -345,8 +345,9 @@ def _parts_header(folder: Path) -> list[str]:
         if header is None:
             header, first = names, part
         elif names != header:
-            raise IngestError(f"the parts of {folder} do not have the same columns: {first} has {header}, "
-                              f"{part} has {names}. Re-export the table with one set of columns")
+            raise IngestError(f"the parts of {folder} do not have the same columns: "
+                              f"{first.relative_to(folder)} has {header}, {part.relative_to(folder)} has "
+                              f"{names}. Re-export the table with one set of columns")
     return header
 
 
