@@ -58,6 +58,12 @@ No real data exists for us, so this module writes a data set that conforms to
 Everything is vectorised with numpy and pyarrow: the loops run over months, years, the (at most three)
 applications of a borrower, or tables, never over rows or entities. 100,000 members (about 10^7
 transactions) take about a minute on two cores.
+
+At nationwide size the transactions do not fit in memory (about 170 bytes each at the peak of the
+in-memory path): `generate(stream=True)` (`coopscore generate --stream`) builds steps 1-4 and 7-10
+as above, then draws the transactions and e-invoices (and their dirt) chunk by chunk of entities
+through the same functions, and writes them as Hive-style Parquet parts partitioned by month and
+province (`generate_streamed`). 10^6 members are 1.2x10^8 transactions (docs/scaling.md).
 """
 from __future__ import annotations
 
