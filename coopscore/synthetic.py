@@ -1519,8 +1519,9 @@ def generate_streamed(out_dir: Path, w: Population, seed: int, dirty: bool, chun
         if dirty:
             counts = inject_dirt(chunk_tables, _rng(seed, f"dirt chunk {i}"), cal, members, n_coops, n_loans)
             for name, kinds in counts.items():
+                so_far = dirt.setdefault(name, {})
                 for kind, n in kinds.items():
-                    dirt.setdefault(name, {})[kind] = dirt.get(name, {}).get(kind, 0) + n
+                    so_far[kind] = so_far.get(kind, 0) + n
         for name, table in chunk_tables.items():
             write_partitioned(table, out_dir / name, _time_column(table), v.PROVINCES[province], i)
             rows[name] += table.num_rows
