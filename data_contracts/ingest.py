@@ -370,8 +370,9 @@ def check_columns(table: str, path: Path, columns: list[str]) -> None:
 
 def read_batches(path: Path, batch_rows: int, columns: list[str] | None = None,
                  ) -> Iterator[tuple[pd.DataFrame, float]]:
-    """The file as delivered, `batch_rows` rows (at most) at a time, each batch indexed by source
-    row (numbered from 0 over the whole file), with the share of the file read so far.
+    """The file (or folder of Parquet parts) as delivered, `batch_rows` rows (at most) at a time,
+    each batch indexed by source row (numbered from 0 over the whole file, or over the parts in
+    `parquet_parts` order), with the share of the rows read so far.
 
     CSV cells are read as text, exactly as written, so the quarantine keeps the original values;
     Parquet keeps its own types (integers with nulls stay integers). `columns`: only these.
