@@ -1353,14 +1353,14 @@ def make_population(seed: int, members: int, n_coops: int, cal: Calendar, past_p
                       _entity_ids(members, n_coops), salt)
 
 
-def population_tables(w: Population) -> dict[str, pa.Table]:
+def population_tables(pop: Population) -> dict[str, pa.Table]:
     """The tables that come from the population alone: cooperatives, members, loan applications,
     loans, repayments and the true PD."""
-    members = len(w.people)
-    member_ids, coop_ids = w.entity_ids.slice(0, members), w.entity_ids.slice(members)
-    tables = {"cooperatives": cooperatives_table(w.coops, coop_ids),
-              "members": members_table(w.people, w.coops, member_ids, coop_ids)}
-    tables.update(loan_tables(w.apps, w.loans, w.repayments, w.ent, w.entity_ids))
+    members = len(pop.people)
+    member_ids, coop_ids = pop.entity_ids.slice(0, members), pop.entity_ids.slice(members)
+    tables = {"cooperatives": cooperatives_table(pop.coops, coop_ids),
+              "members": members_table(pop.people, pop.coops, member_ids, coop_ids)}
+    tables.update(loan_tables(pop.apps, pop.loans, pop.repayments, pop.ent, pop.entity_ids))
     return tables
 
 
@@ -1411,28 +1411,28 @@ def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | No
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_streamed_tables(out_dir)
-    w = make_population(seed, members, n_coops, make_calendar(start, months), past_policy_decline_share,
-                        random_accept_share, shift, report)
+    pop = make_population(seed, members, n_coops, make_calendar(start, months), past_policy_decline_share,
+                          random_accept_share, shift, report)
     if stream:
-        rows, dirt = generate_streamed(out_dir, w, seed, dirty, chunk_entities, report)
+        rows, dirt = generate_streamed(out_dir, pop, seed, dirty, chunk_entities, report)
         return GenerationSummary(out_dir, rows, dirt, time.perf_counter() - started)
-    cal, ent = w.cal, w.ent
+    cal, ent = pop.cal, pop.ent
 
     report("transactions" if members <= SUGGEST_STREAM_ABOVE else
            f"transactions, all in memory (above {SUGGEST_STREAM_ABOVE:,} members, --stream / stream=True "
            f"writes them in bounded memory)", 0.03)
-    tx = merged_in_time(make_transactions(_rng(seed, "transactions"), ent, cal, w.shocks, w.salt),
-                        loan_transactions(_rng(seed, "loan flows"), w.loans, w.repayments, cal, w.salt))
+    tx = merged_in_time(make_transactions(_rng(seed, "transactions"), ent, cal, pop.shocks, pop.salt),
+                        loan_transactions(_rng(seed, "loan flows"), pop.loans, pop.repayments, cal, pop.salt))
 
     report("e-invoices", 0.32)
     inv = in_time_order(make_e_invoices(_rng(seed, "e-invoices"), tx, ent))
 
     report("building tables", 0.34)
-    tables = population_tables(w)
-    tables["e_invoices"] = e_invoices_table(inv, ent, w.entity_ids)
+    tables = population_tables(pop)
+    tables["e_invoices"] = e_invoices_table(inv, ent, pop.entity_ids)
     del inv
     report("building the transactions table", 0.38)
-    tables["transactions"] = transactions_table(tx, ent, w.entity_ids)
+    tables["transactions"] = transactions_table(tx, ent, pop.entity_ids)
     del tx
 
     dirt: dict[str, dict[str, int]] = {}
@@ -1453,7 +1453,7 @@ def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | No
 # ----------------------------------------------------------------------------------------------
 # Streaming: the transactions and e-invoices chunk by chunk
 # ----------------------------------------------------------------------------------------------
-def generate_streamed(out_dir: Path, w: Population, seed: int, dirty: bool, chunk_entities: int,
+def generate_streamed(out_dir: Path, pop: Population, seed: int, dirty: bool, chunk_entities: int,
                       report: Progress) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """Write the population's tables as files, then the transactions and e-invoices chunk by chunk
     of entities (`stream_chunks`: one province at a time, at most `chunk_entities` entities), each
@@ -1474,10 +1474,10 @@ def generate_streamed(out_dir: Path, w: Population, seed: int, dirty: bool, chun
     same model (another stream per chunk); with `dirty`, the small tables' dirt is drawn on the
     same "dirt" stream but without the two big tables before them, so it falls on other rows, and
     each chunk gets the dirt plan's minimum counts of its own."""
-    cal, ent = w.cal, w.ent
-    members, n_coops = len(w.people), len(w.coops)
+    cal, ent = pop.cal, pop.ent
+    members, n_coops = len(pop.people), len(pop.coops)
     report("building the population's tables", 0.03)
-    tables = population_tables(w)
+    tables = population_tables(pop)
     n_loans = max(tables["loans"].num_rows, tables["loan_applications"].num_rows)
     dirt: dict[str, dict[str, int]] = {}
     if dirty:
@@ -1490,8 +1490,8 @@ def generate_streamed(out_dir: Path, w: Population, seed: int, dirty: bool, chun
 
     report("loan flows", 0.06)
     # the loans' money, drawn once for every loan like the in-memory path, then dealt to the chunks
-    flows = loan_transactions(_rng(seed, "loan flows"), w.loans, w.repayments, cal, w.salt)
-    chunks = stream_chunks(w.province, chunk_entities)
+    flows = loan_transactions(_rng(seed, "loan flows"), pop.loans, pop.repayments, cal, pop.salt)
+    chunks = stream_chunks(pop.province, chunk_entities)
     chunk_of = np.empty(len(ent), np.int64)
     for i, (_, entities) in enumerate(chunks):
         chunk_of[entities] = i
@@ -1508,9 +1508,9 @@ def generate_streamed(out_dir: Path, w: Population, seed: int, dirty: bool, chun
         own = {k: a[flow_bounds[i]:flow_bounds[i + 1]] for k, a in flows.items()}
         own["e"] = local[own["e"]]
         tx = merged_in_time(
-            make_transactions(_rng(seed, f"transactions chunk {i}"), part, cal, w.shocks[entities], w.salt), own)
+            make_transactions(_rng(seed, f"transactions chunk {i}"), part, cal, pop.shocks[entities], pop.salt), own)
         inv = in_time_order(make_e_invoices(_rng(seed, f"e-invoices chunk {i}"), tx, part))
-        ids = w.entity_ids.take(pa.array(entities))
+        ids = pop.entity_ids.take(pa.array(entities))
         chunk_tables = {"transactions": transactions_table(tx, part, ids, next_id["transactions"]),
                         "e_invoices": e_invoices_table(inv, part, ids, next_id["e_invoices"])}
         del tx, inv

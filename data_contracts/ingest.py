@@ -292,8 +292,8 @@ def delivered(raw_dir: Path, table: str) -> list[Path]:
     """Every way `table` is present in `raw_dir`: the files <table>.parquet and <table>.csv, and the
     folder <table>/ of Parquet parts (a folder named <table>.parquet, as Spark writes one, is a
     folder of parts too). Ingest needs exactly one; an empty list means the table is absent."""
-    return [p for p in (raw_dir / f"{table}.parquet", raw_dir / f"{table}.csv", raw_dir / table)
-            if p.exists()]
+    found = [p for p in (raw_dir / f"{table}.parquet", raw_dir / f"{table}.csv") if p.exists()]
+    return found + [raw_dir / table] if (raw_dir / table).is_dir() else found
 
 
 def parquet_parts(folder: Path) -> list[Path]:
