@@ -98,15 +98,27 @@ def shown_gains(scorer, paths: Paths, sample: int, seed: int,
 
 
 def write_changed_raw(raw: Path, out: Path, changes: dict) -> dict[str, int]:
-    """A copy of the raw data with the changes applied: rows removed by key, rows added."""
+    """A copy of the raw data with the changes applied: rows removed by key, rows added. A table
+    delivered as a folder of Parquet parts (generate --stream) is copied as it is when unchanged,
+    else written as one file."""
     from data_contracts.contracts import CONTRACTS
+    from data_contracts.ingest import parquet_parts
     from ranking.follow import KEYS
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for path in raw.glob("*.parquet"):
+    folders = [p for p in raw.iterdir() if p.is_dir() and p.name in CONTRACTS]
+    for path in sorted(raw.glob("*.parquet")) + sorted(folders):
         table = path.stem
         parts = [c for c in changes.values() if table in c.remove or table in c.add]
-        original = pq.read_table(path)
+        if path.is_dir():
+            if not parts:
+                shutil.copytree(path, out / path.name)
+                continue
+            # the rows of the parts, without the partition values their folder names carry
+            original = pa.concat_tables([pq.ParquetFile(p).read() for p in parquet_parts(path)])
+            path = path.with_name(f"{table}.parquet")
+        else:
+            original = pq.read_table(path)
         contract = CONTRACTS.get(table)
         # a home generated before a column was added to the contracts as optional ("a feed may
         # leave it out; it is then empty"): the copy carries it, empty, as the contract says

@@ -99,14 +99,21 @@ def generate(members: int = typer.Option(20_000, min=50, help="Number of members
              past_policy_decline_share: float = typer.Option(
                  0.0, min=0.0, max=0.9, help="A lender's past policy declines this share of applications "
                  "(by an older score plus noise); their outcomes stay in the generator's truth table "
-                 "(docs/reject-inference.md)")) -> None:
+                 "(docs/reject-inference.md)"),
+             stream: bool = typer.Option(
+                 False, help="Write transactions and e-invoices chunk by chunk, in bounded memory, as "
+                 "folders of Parquet parts by month and province (docs/scaling.md); for large sizes")) -> None:
     """Write a synthetic data set that conforms to the data contracts into var/data/raw."""
-    from coopscore.synthetic import generate as run
+    from coopscore.synthetic import SUGGEST_STREAM_ABOVE, generate as run
 
     paths = get_paths()
+    if members > SUGGEST_STREAM_ABOVE and not stream:
+        console.print(f"{members:,} members: every transaction is held in memory (about 2 GB per 100,000 "
+                      f"members); --stream writes them in bounded memory")
     with progress_bar("generating") as update:
         summary = run(paths.raw, members=members, seed=seed, cooperatives=cooperatives,
-                      dirty=dirty, progress=update, past_policy_decline_share=past_policy_decline_share)
+                      dirty=dirty, progress=update, past_policy_decline_share=past_policy_decline_share,
+                      stream=stream)
     table = Table("table", "rows", title=f"written to {paths.raw} in {summary.seconds:.1f} s")
     for name, rows in summary.rows.items():
         table.add_row(name, f"{rows:,}")
@@ -574,9 +581,12 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
          rebuild: bool = typer.Option(False, help="Rebuild every step even if its output exists"),
          port: int = typer.Option(3000), no_serve: bool = typer.Option(False, "--no-serve")) -> None:
     """Run every step (reusing what exists unless --rebuild), then serve."""
+    from data_contracts.ingest import delivered
+
     paths = get_paths()
-    if rebuild or not (paths.raw / "transactions.parquet").exists():
-        generate(members=members, seed=42, cooperatives=cooperatives, dirty=True, past_policy_decline_share=0.0)
+    if rebuild or not delivered(paths.raw, "transactions"):
+        generate(members=members, seed=42, cooperatives=cooperatives, dirty=True, past_policy_decline_share=0.0,
+                 stream=False)  # called as a function: no Typer defaults
     else:
         console.print(f"reusing generated data in {paths.raw}")
     if rebuild or not (paths.clean / "transactions.parquet").exists():

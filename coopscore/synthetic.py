@@ -58,9 +58,16 @@ No real data exists for us, so this module writes a data set that conforms to
 Everything is vectorised with numpy and pyarrow: the loops run over months, years, the (at most three)
 applications of a borrower, or tables, never over rows or entities. 100,000 members (about 10^7
 transactions) take about a minute on two cores.
+
+At nationwide size the transactions do not fit in memory (about 170 bytes each at the peak of the
+in-memory path): `generate(stream=True)` (`coopscore generate --stream`) builds steps 1-4 and 7-10
+as above, then draws the transactions and e-invoices (and their dirt) chunk by chunk of entities
+through the same functions, and writes them as Hive-style Parquet parts partitioned by month and
+province (`generate_streamed`). 10^6 members are 1.2x10^8 transactions (docs/scaling.md).
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -902,8 +909,10 @@ def _counterparties(rng: np.random.Generator, tx: dict, ent: pd.DataFrame, salt:
     """A key per row (hashed later): a customer or supplier from the entity's own pool.
 
     Strong entities have more customers and spread sales over them; weak ones lean on a few. A third
-    of a member's input purchases go to its cooperative (the same hash for all its members)."""
-    e = tx["e"].astype(np.uint64)
+    of a member's input purchases go to its cooperative (the same hash for all its members). The
+    pool is keyed by the entity's number in the whole population (`ent`'s index), so a chunk of
+    entities (generate(stream=True)) draws the same pools as the whole."""
+    e = ent.index.to_numpy()[tx["e"]].astype(np.uint64)
     n = len(e)
     inflow = tx["direction"] == INFLOW
     pool = np.where(inflow, ent.customers.to_numpy()[tx["e"]], ent.suppliers.to_numpy()[tx["e"]])
@@ -1011,11 +1020,12 @@ def members_table(members: pd.DataFrame, coops: pd.DataFrame, ids: pa.Array, coo
         "ethnic_minority": members.ethnic, "mountainous_commune": members.mountainous})
 
 
-def transactions_table(tx: dict, ent: pd.DataFrame, entity_ids: pa.Array) -> pa.Table:
+def transactions_table(tx: dict, ent: pd.DataFrame, entity_ids: pa.Array, first_id: int = 1) -> pa.Table:
+    """Transaction ids are numbered from `first_id` (a chunk continues where the one before ended)."""
     e = pa.array(tx["e"])
     n = len(tx["e"])
     return to_table(CONTRACTS["transactions"], {
-        "transaction_id": _ids("GD", np.arange(1, n + 1), 12),
+        "transaction_id": _ids("GD", np.arange(first_id, first_id + n), 12),
         "entity_type": _vocab(v.ENTITY_TYPES, ent.kind.to_numpy()[tx["e"]]),
         "entity_id": pc.take(entity_ids, e), "ts": tx["ts"], "amount_vnd": tx["amount"],
         "direction": _vocab(v.DIRECTIONS, tx["direction"]),
@@ -1024,13 +1034,15 @@ def transactions_table(tx: dict, ent: pd.DataFrame, entity_ids: pa.Array) -> pa.
         "category": _vocab(v.TRANSACTION_CATEGORIES, tx["category"])})
 
 
-def e_invoices_table(inv: dict, ent: pd.DataFrame, entity_ids: pa.Array) -> pa.Table:
-    """Invoice id = series (1 = VAT invoice, C = with the tax authority's code, year, T, AA) + number."""
+def e_invoices_table(inv: dict, ent: pd.DataFrame, entity_ids: pa.Array, first_number: int = 1) -> pa.Table:
+    """Invoice id = series (1 = VAT invoice, C = with the tax authority's code, year, T, AA) + number,
+    numbered from `first_number`."""
     n = len(inv["e"])
     year = (inv["ts"].astype("datetime64[ns]").astype("datetime64[Y]").astype(np.int64) + 1970) % 100
     series = pc.binary_join_element_wise(_ids("1C", year, 2), "TAA", "")
     return to_table(CONTRACTS["e_invoices"], {
-        "invoice_id": pc.binary_join_element_wise(series, _ids("", np.arange(1, n + 1), 10), "-"),
+        "invoice_id": pc.binary_join_element_wise(series, _ids("", np.arange(first_number, first_number + n),
+                                                               10), "-"),
         "entity_type": _vocab(v.ENTITY_TYPES, ent.kind.to_numpy()[inv["e"]]),
         "entity_id": pc.take(entity_ids, pa.array(inv["e"])), "issued_at": inv["ts"],
         "status": _vocab(v.INVOICE_STATUSES, inv["status"]), "total_vnd": inv["total"],
@@ -1247,53 +1259,66 @@ DIRT_PLAN: dict[str, dict[str, tuple[float, int]]] = {
 
 
 def inject_dirt(tables: dict[str, pa.Table], rng: np.random.Generator, cal: Calendar,
-                n_members: int, n_coops: int) -> dict[str, dict[str, int]]:
-    """Dirty the tables in place; returns the count of rows per table and kind of dirt."""
-    # unknown application and loan ids are numbered past both tables (declined applications have no loan)
-    dirt = Dirt(rng, cal, n_members, n_coops,
-                max(tables["loans"].num_rows, tables["loan_applications"].num_rows))
+                n_members: int, n_coops: int, n_loans: int | None = None) -> dict[str, dict[str, int]]:
+    """Dirty the tables in place (those of DIRT_PLAN that are given, in its order); returns the
+    count of rows per table and kind of dirt.
+
+    Unknown application and loan ids are numbered past `n_loans`, by default the larger of the
+    loans and applications tables (declined applications have no loan)."""
+    if n_loans is None:
+        n_loans = max(tables["loans"].num_rows, tables["loan_applications"].num_rows)
+    dirt = Dirt(rng, cal, n_members, n_coops, n_loans)
     for name, plan in DIRT_PLAN.items():
-        tables[name] = dirt.apply(name, tables[name], plan)
+        if name in tables:
+            tables[name] = dirt.apply(name, tables[name], plan)
     return dirt.counts
 
 
 # ----------------------------------------------------------------------------------------------
 # The whole data set
 # ----------------------------------------------------------------------------------------------
-def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | None = None,
-             start: date = date(2022, 1, 1), months: int = 48, dirty: bool = False,
-             progress: Progress | None = None, past_policy_decline_share: float = 0.0,
-             random_accept_share: float = 0.02,
-             shift: shifts.Shift | None = None) -> GenerationSummary:
-    """Write one Parquet file per contract table into out_dir; see the module docstring.
+# generate(stream=True): what is written in parts, how many entities a part is made from, and the
+# size above which the in-memory path suggests it (its peak is ~170 bytes per transaction: about
+# 4 GB at 200,000 members).
+STREAMED_TABLES = ("transactions", "e_invoices")
+STREAM_CHUNK_ENTITIES = 50_000
+SUGGEST_STREAM_ABOVE = 200_000
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # Hive's, Spark's and pyarrow's name for a null value
 
-    `past_policy_decline_share` > 0 turns on a lender's past policy (step 10): that share of the
-    in-window applications is declined by an older score plus noise, and `random_accept_share` of
-    the would-be declines is funded at random. At 0 (the default) every application is funded and
-    the data is exactly what it was without the option. `shift` (coopscore.shifts) changes the
-    population from its month on (None: no change)."""
-    started = time.perf_counter()
-    report = progress or (lambda step, fraction: None)
-    n_coops = max(5, members // 250) if cooperatives is None else cooperatives
-    _check_arguments(members, n_coops, start, months)
-    if not 0.0 <= past_policy_decline_share < 1.0:
-        raise ValueError(f"past_policy_decline_share must be in [0, 1), got {past_policy_decline_share}")
-    if not 0.0 <= random_accept_share <= 1.0:
-        raise ValueError(f"random_accept_share must be in [0, 1], got {random_accept_share}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cal = make_calendar(start, months)
+
+@dataclass
+class Population:
+    """What the transactions are drawn from, and the small tables: one row per cooperative,
+    member, entity (members first, then cooperatives), application, loan or repayment."""
+    cal: Calendar
+    coops: pd.DataFrame
+    people: pd.DataFrame
+    ent: pd.DataFrame
+    shocks: np.ndarray  # (entity, month) sales factors
+    apps: pd.DataFrame
+    loans: pd.DataFrame
+    repayments: pd.DataFrame
+    entity_ids: pa.Array
+    salt: int  # of the counterparty hashes
+
+    @property
+    def province(self) -> np.ndarray:
+        """Per entity, its province's index in vocabulary.PROVINCES."""
+        return np.r_[self.people.province.to_numpy(), self.coops.province.to_numpy()]
+
+
+def make_population(seed: int, members: int, n_coops: int, cal: Calendar, past_policy_decline_share: float,
+                    random_accept_share: float, shift: shifts.Shift | None,
+                    report: Progress) -> Population:
+    """Steps 1-4 and 7-10 of the module docstring: everything but the transactions and e-invoices."""
     salt = int(np.random.default_rng([seed, 7]).integers(0, 2**63))
-
     report("cooperatives and members", 0.0)
     coops = make_cooperatives(_rng(seed, "cooperatives"), n_coops, cal)
     people = make_members(_rng(seed, "members"), members, coops, cal)
     coops = finish_cooperatives(coops, people)
     ent = make_behaviour(_rng(seed, "behaviour"), people, coops, cal)
-    shocks = shock_factors(ent, months)
+    shocks = shock_factors(ent, cal.months)
     ent, shocks, cal, people, coops = shifts.inject(shift, ent, shocks, cal, people, coops)
-    entity_ids = _entity_ids(members, n_coops)
-    member_ids, coop_ids = entity_ids.slice(0, members), entity_ids.slice(members)
 
     report("loan applications", 0.02)
     old_apps, old_loans, old_repayments = make_legacy_book(
@@ -1324,28 +1349,90 @@ def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | No
     repayments = pd.concat([old_repayments, repayments], ignore_index=True)
     # its own stream: adding lenders changed no other draw
     apps["lender"] = _rng(seed, "lenders").choice(len(LENDER_P), len(apps), p=LENDER_P).astype(np.int8)
+    return Population(cal, coops, people, ent, shocks, apps, loans, repayments,
+                      _entity_ids(members, n_coops), salt)
 
-    report("transactions", 0.03)
-    tx = make_transactions(_rng(seed, "transactions"), ent, cal, shocks, salt)
-    flows = loan_transactions(_rng(seed, "loan flows"), loans, repayments, cal, salt)
-    tx = {k: np.concatenate([tx[k], flows[k]]) for k in flows}
-    order = np.argsort(tx["ts"], kind="stable")
-    tx = {k: a[order] for k, a in tx.items()}
-    del order, flows
+
+def population_tables(pop: Population) -> dict[str, pa.Table]:
+    """The tables that come from the population alone: cooperatives, members, loan applications,
+    loans, repayments and the true PD."""
+    members = len(pop.people)
+    member_ids, coop_ids = pop.entity_ids.slice(0, members), pop.entity_ids.slice(members)
+    tables = {"cooperatives": cooperatives_table(pop.coops, coop_ids),
+              "members": members_table(pop.people, pop.coops, member_ids, coop_ids)}
+    tables.update(loan_tables(pop.apps, pop.loans, pop.repayments, pop.ent, pop.entity_ids))
+    return tables
+
+
+def merged_in_time(tx: dict[str, np.ndarray], flows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The entities' own transactions and their loans' money (`loan_transactions`) in one time
+    order. Both inputs are emptied, so that their memory is free before the sort's copy is made."""
+    rows = {k: np.concatenate([tx[k], flows[k]]) for k in flows}
+    tx.clear()
+    flows.clear()
+    return in_time_order(rows)
+
+
+def in_time_order(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rows sorted by their time `ts` (stable: rows of the same time keep their order)."""
+    order = np.argsort(rows["ts"], kind="stable")
+    return {k: a[order] for k, a in rows.items()}
+
+
+def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | None = None,
+             start: date = date(2022, 1, 1), months: int = 48, dirty: bool = False,
+             progress: Progress | None = None, past_policy_decline_share: float = 0.0,
+             random_accept_share: float = 0.02,
+             shift: shifts.Shift | None = None, stream: bool = False,
+             chunk_entities: int = STREAM_CHUNK_ENTITIES) -> GenerationSummary:
+    """Write one Parquet file per contract table into out_dir; see the module docstring.
+
+    `past_policy_decline_share` > 0 turns on a lender's past policy (step 10): that share of the
+    in-window applications is declined by an older score plus noise, and `random_accept_share` of
+    the would-be declines is funded at random. At 0 (the default) every application is funded and
+    the data is exactly what it was without the option. `shift` (coopscore.shifts) changes the
+    population from its month on (None: no change).
+
+    `stream=True` writes the transactions and e-invoices in bounded memory, as folders of Parquet
+    parts partitioned by month and province (`generate_streamed`); the other tables are the same
+    files, identical to those of the in-memory path when `dirty` is off. Either layout replaces
+    the other's leftovers of those two tables in out_dir. Raises ValueError for arguments out of
+    range."""
+    started = time.perf_counter()
+    report = progress or (lambda step, fraction: None)
+    n_coops = max(5, members // 250) if cooperatives is None else cooperatives
+    _check_arguments(members, n_coops, start, months)
+    if not 0.0 <= past_policy_decline_share < 1.0:
+        raise ValueError(f"past_policy_decline_share must be in [0, 1), got {past_policy_decline_share}")
+    if not 0.0 <= random_accept_share <= 1.0:
+        raise ValueError(f"random_accept_share must be in [0, 1], got {random_accept_share}")
+    if chunk_entities < 1:
+        raise ValueError(f"chunk_entities must be at least 1, got {chunk_entities}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_streamed_tables(out_dir)
+    pop = make_population(seed, members, n_coops, make_calendar(start, months), past_policy_decline_share,
+                          random_accept_share, shift, report)
+    if stream:
+        rows, dirt = generate_streamed(out_dir, pop, seed, dirty, chunk_entities, report)
+        return GenerationSummary(out_dir, rows, dirt, time.perf_counter() - started)
+    cal, ent = pop.cal, pop.ent
+
+    report("transactions" if members <= SUGGEST_STREAM_ABOVE else
+           f"transactions, all in memory (above {SUGGEST_STREAM_ABOVE:,} members, --stream / stream=True "
+           f"writes them in bounded memory)", 0.03)
+    tx = merged_in_time(make_transactions(_rng(seed, "transactions"), ent, cal, pop.shocks, pop.salt),
+                        loan_transactions(_rng(seed, "loan flows"), pop.loans, pop.repayments, cal, pop.salt))
 
     report("e-invoices", 0.32)
-    inv = make_e_invoices(_rng(seed, "e-invoices"), tx, ent)
-    order = np.argsort(inv["ts"], kind="stable")
-    inv = {k: a[order] for k, a in inv.items()}
+    inv = in_time_order(make_e_invoices(_rng(seed, "e-invoices"), tx, ent))
 
     report("building tables", 0.34)
-    tables = {"cooperatives": cooperatives_table(coops, coop_ids),
-              "members": members_table(people, coops, member_ids, coop_ids)}
-    tables.update(loan_tables(apps, loans, repayments, ent, entity_ids))
-    tables["e_invoices"] = e_invoices_table(inv, ent, entity_ids)
+    tables = population_tables(pop)
+    tables["e_invoices"] = e_invoices_table(inv, ent, pop.entity_ids)
     del inv
     report("building the transactions table", 0.38)
-    tables["transactions"] = transactions_table(tx, ent, entity_ids)
+    tables["transactions"] = transactions_table(tx, ent, pop.entity_ids)
     del tx
 
     dirt: dict[str, dict[str, int]] = {}
@@ -1361,6 +1448,137 @@ def generate(out_dir: Path, members: int, seed: int = 42, cooperatives: int | No
         written += rows[name]
     report("done", 1.0)
     return GenerationSummary(out_dir, rows, dirt, time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------------------------
+# Streaming: the transactions and e-invoices chunk by chunk
+# ----------------------------------------------------------------------------------------------
+def generate_streamed(out_dir: Path, pop: Population, seed: int, dirty: bool, chunk_entities: int,
+                      report: Progress) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Write the population's tables as files, then the transactions and e-invoices chunk by chunk
+    of entities (`stream_chunks`: one province at a time, at most `chunk_entities` entities), each
+    chunk through the same functions as the in-memory path (make_transactions, loan_transactions,
+    make_e_invoices, the table builders, inject_dirt) on its own entity rows and shock rows, with
+    its own random streams `_rng(seed, "<step> chunk <i>")`. Returns the rows per table and the dirt
+    per table and kind.
+
+    The layout is Hive's: `transactions/month=2024-03/province=An Giang/part-00012.parquet` (the
+    same for `e_invoices/`), the month of each row's own time, the province of the entity the chunk
+    was drawn for; DuckDB (`read_parquet(..., hive_partitioning = true)`), Spark and pyarrow read
+    the folder as one table, and ingest reads it as delivered rows. The partition values are not
+    contract columns: the files hold exactly the contract's columns. A chunk's e-invoice and
+    transaction ids continue the previous chunk's numbers, so ids are unique over the table, but
+    not in time order across chunks.
+
+    What differs from the in-memory path: the transactions and e-invoices are other draws of the
+    same model (another stream per chunk); with `dirty`, the small tables' dirt is drawn on the
+    same "dirt" stream but without the two big tables before them, so it falls on other rows, and
+    each chunk gets the dirt plan's minimum counts of its own."""
+    cal, ent = pop.cal, pop.ent
+    members, n_coops = len(pop.people), len(pop.coops)
+    report("building the population's tables", 0.03)
+    tables = population_tables(pop)
+    n_loans = max(tables["loans"].num_rows, tables["loan_applications"].num_rows)
+    dirt: dict[str, dict[str, int]] = {}
+    if dirty:
+        dirt = inject_dirt(tables, _rng(seed, "dirt"), cal, members, n_coops)
+    rows = {name: 0 for name in CONTRACTS}
+    for name, table in tables.items():
+        pq.write_table(table, out_dir / f"{name}.parquet")
+        rows[name] = table.num_rows
+    del tables
+
+    report("loan flows", 0.06)
+    # the loans' money, drawn once for every loan like the in-memory path, then dealt to the chunks
+    flows = loan_transactions(_rng(seed, "loan flows"), pop.loans, pop.repayments, cal, pop.salt)
+    chunks = stream_chunks(pop.province, chunk_entities)
+    chunk_of = np.empty(len(ent), np.int64)
+    for i, (_, entities) in enumerate(chunks):
+        chunk_of[entities] = i
+    flows = in_chunk_order(flows, chunk_of)
+    flow_bounds = np.searchsorted(chunk_of[flows["e"]], np.arange(len(chunks) + 1))
+    local = np.zeros(len(ent), np.int32)  # an entity's row within its chunk
+    next_id = {name: 1 for name in STREAMED_TABLES}
+    done = 0
+    for i, (province, entities) in enumerate(chunks):
+        report(f"transactions: chunk {i + 1:,} of {len(chunks):,} ({v.PROVINCES[province]})",
+               0.08 + 0.92 * done / len(ent))
+        part = ent.iloc[entities]  # keeps the entities' numbers as its index
+        local[entities] = np.arange(len(entities), dtype=np.int32)
+        own = {k: a[flow_bounds[i]:flow_bounds[i + 1]] for k, a in flows.items()}
+        own["e"] = local[own["e"]]
+        tx = merged_in_time(
+            make_transactions(_rng(seed, f"transactions chunk {i}"), part, cal, pop.shocks[entities], pop.salt), own)
+        inv = in_time_order(make_e_invoices(_rng(seed, f"e-invoices chunk {i}"), tx, part))
+        ids = pop.entity_ids.take(pa.array(entities))
+        chunk_tables = {"transactions": transactions_table(tx, part, ids, next_id["transactions"]),
+                        "e_invoices": e_invoices_table(inv, part, ids, next_id["e_invoices"])}
+        del tx, inv
+        for name, table in chunk_tables.items():
+            next_id[name] += table.num_rows
+        if dirty:
+            counts = inject_dirt(chunk_tables, _rng(seed, f"dirt chunk {i}"), cal, members, n_coops, n_loans)
+            for name, kinds in counts.items():
+                so_far = dirt.setdefault(name, {})
+                for kind, n in kinds.items():
+                    so_far[kind] = so_far.get(kind, 0) + n
+        for name, table in chunk_tables.items():
+            write_partitioned(table, out_dir / name, _time_column(table), v.PROVINCES[province], i)
+            rows[name] += table.num_rows
+        del chunk_tables
+        done += len(entities)
+    report("done", 1.0)
+    return rows, dirt
+
+
+def stream_chunks(province: np.ndarray, chunk_entities: int) -> list[tuple[int, np.ndarray]]:
+    """The entities in chunks: (province index, entity numbers), province by province in the
+    order of vocabulary.PROVINCES, each province cut into near-equal chunks of at most
+    `chunk_entities`, entities in their order."""
+    order = np.argsort(province, kind="stable")
+    bounds = np.searchsorted(province[order], np.arange(len(v.PROVINCES) + 1))
+    chunks = []
+    for p in range(len(v.PROVINCES)):
+        mine = order[bounds[p]:bounds[p + 1]]
+        if len(mine):
+            chunks.extend((p, piece) for piece in np.array_split(mine, -(-len(mine) // chunk_entities)))
+    return chunks
+
+
+def in_chunk_order(rows: dict[str, np.ndarray], chunk_of: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows sorted by the chunk of their entity `e` (stable: each chunk's rows keep their order)."""
+    order = np.argsort(chunk_of[rows["e"]], kind="stable")
+    return {k: a[order] for k, a in rows.items()}
+
+
+def write_partitioned(table: pa.Table, directory: Path, time_column: str, province: str, part: int) -> None:
+    """Write one chunk's rows under `directory`, Hive-style: month=YYYY-MM/province=<province>/
+    part-<part>.parquet, by the month of each row's own `time_column` (a row without a time under
+    month=__HIVE_DEFAULT_PARTITION__). Rows keep their order within a file."""
+    times = table.column(time_column)
+    valid = pc.is_valid(times).to_numpy(zero_copy_only=False)
+    ns = pc.fill_null(times.cast(pa.int64()), 0).to_numpy()
+    month = np.where(valid, ns.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64),
+                     np.iinfo(np.int64).max)
+    order = np.argsort(month, kind="stable")
+    starts = np.r_[0, np.flatnonzero(np.diff(month[order])) + 1, len(order)]
+    for lo, hi in zip(starts[:-1], starts[1:]):
+        if lo == hi:
+            continue
+        key = month[order[lo]]
+        label = NULL_PARTITION if key == np.iinfo(np.int64).max else str(np.datetime64(int(key), "M"))
+        folder = directory / f"month={label}" / f"province={province}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.take(pa.array(order[lo:hi])), folder / f"part-{part:05d}.parquet")
+
+
+def _remove_streamed_tables(out_dir: Path) -> None:
+    """Remove an earlier run's transactions and e-invoices, in either layout, so that a folder never
+    holds both a file and a folder of parts for one table (ingest refuses that), nor stale parts."""
+    for name in STREAMED_TABLES:
+        (out_dir / f"{name}.parquet").unlink(missing_ok=True)
+        if (out_dir / name).is_dir():
+            shutil.rmtree(out_dir / name)
 
 
 def _check_arguments(members: int, cooperatives: int, start: date, months: int) -> None:

@@ -19,8 +19,14 @@ span batches: a first pass over the key columns finds them with DuckDB (`data_co
 and step 3 then words them for the rows of each batch. Of the accepted tables only the columns
 the rules read of parents are kept (`rules.PARENT_COLUMNS`).
 
-Problems with a whole file (missing, unreadable, both CSV and Parquet, a contract column absent)
-raise `IngestError` before anything is written.
+A table is delivered as one file, `<table>.parquet` or `<table>.csv`, or as a folder of Parquet
+parts, `<table>/` (the generator's streamed layout, `transactions/month=2024-03/province=.../
+part-00012.parquet`, or any Hive-style export, Spark's included): its parts are read in the order of
+their paths, as one table whose rows are numbered across the parts. The partition values in the
+folder names are not data: only the rows in the files are ingested, against the same contract.
+
+Problems with a whole file (missing, unreadable, delivered twice, a contract column absent, parts
+whose columns differ) raise `IngestError` before anything is written.
 """
 from __future__ import annotations
 
@@ -142,7 +148,7 @@ def ingest(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, received_at: da
     quarantine_dir.mkdir(parents=True, exist_ok=True)
 
     # progress moves with the bytes of input behind it: transactions are most of the work
-    sizes = {t: (s.stat().st_size if s is not None else 0) for t, s in sources.items()}
+    sizes = {t: (source_bytes(s) if s is not None else 0) for t, s in sources.items()}
     total, done = max(1, sum(sizes.values())), 0
     parents: dict[str, pd.DataFrame] = {}
     reports: list[TableReport] = []
@@ -261,26 +267,62 @@ def _no_rows(contract: Contract) -> pd.DataFrame:
 # ---- finding and reading the files ------------------------------------------------------------
 
 def locate_sources(raw_dir: Path) -> dict[str, Path | None]:
-    """The file of every table, after checking each one exists once and has the contract columns."""
+    """The file or folder of every table, after checking each one is delivered once and has the
+    contract columns (in every part of a folder)."""
     if not raw_dir.is_dir():
         raise IngestError(f"raw data folder {raw_dir} does not exist; generate or copy the "
                           f"platform export there first")
     sources: dict[str, Path | None] = {}
     for table in TABLE_ORDER:
-        found = [p for p in (raw_dir / f"{table}.parquet", raw_dir / f"{table}.csv") if p.exists()]
+        found = delivered(raw_dir, table)
         if len(found) > 1:
-            raise IngestError(f"both {found[0].name} and {found[1].name} are in {raw_dir}: keep "
-                              f"exactly one file per table so there is no doubt which one is ingested")
+            raise IngestError(f"both {_shown(found[0])} and {_shown(found[1])} are in {raw_dir}: keep "
+                              f"exactly one file or folder per table so there is no doubt which one is "
+                              f"ingested")
         if not found and table not in OPTIONAL_TABLES:
-            raise IngestError(f"table {table!r} is missing: expected {table}.parquet or {table}.csv "
-                              f"in {raw_dir}")
+            raise IngestError(f"table {table!r} is missing: expected {table}.parquet, {table}.csv or a "
+                              f"folder {table}/ of Parquet parts in {raw_dir}")
         sources[table] = found[0] if found else None
         if found:
             check_columns(table, found[0], read_header(found[0]))
     return sources
 
 
+def delivered(raw_dir: Path, table: str) -> list[Path]:
+    """Every way `table` is present in `raw_dir`: the files <table>.parquet and <table>.csv, and the
+    folder <table>/ of Parquet parts (a folder named <table>.parquet, as Spark writes one, is a
+    folder of parts too). Ingest needs exactly one; an empty list means the table is absent."""
+    found = [p for p in (raw_dir / f"{table}.parquet", raw_dir / f"{table}.csv") if p.exists()]
+    return found + [raw_dir / table] if (raw_dir / table).is_dir() else found
+
+
+def parquet_parts(folder: Path) -> list[Path]:
+    """The Parquet parts of a table delivered as a folder, in the order its rows are numbered: by
+    their paths inside it (month=2024-01/... before month=2024-02/...). Names starting with '.' or
+    '_' (Spark's _SUCCESS, checksum files, temporary folders) are not data, as for Spark and
+    pyarrow's datasets. Raises IngestError when the folder holds no part."""
+    parts = sorted((p for p in folder.rglob("*.parquet") if p.is_file() and not any(
+        name.startswith((".", "_")) for name in p.relative_to(folder).parts)),
+        key=lambda p: p.relative_to(folder).as_posix())
+    if not parts:
+        raise IngestError(f"{folder} is a folder but holds no Parquet part (*.parquet): deliver the "
+                          f"table as {folder.name}.parquet or .csv, or as a folder of .parquet parts")
+    return parts
+
+
+def source_bytes(path: Path) -> int:
+    """The size of a delivered table: its file, or the sum of its parts."""
+    return sum(p.stat().st_size for p in parquet_parts(path)) if path.is_dir() else path.stat().st_size
+
+
+def _shown(path: Path) -> str:
+    return f"{path.name}/" if path.is_dir() else path.name
+
+
 def read_header(path: Path) -> list[str]:
+    """The column names of a delivered file, or of every part of a folder (which must agree)."""
+    if path.is_dir():
+        return _parts_header(path)
     try:
         if path.suffix == ".parquet":
             return list(pq.read_schema(path).names)
@@ -290,6 +332,22 @@ def read_header(path: Path) -> list[str]:
         raise IngestError(f"cannot read {path}: {e}. Re-export it as Parquet or UTF-8 CSV") from e
     if not header:
         raise IngestError(f"{path} is empty: a CSV file needs a header line with the column names")
+    return header
+
+
+def _parts_header(folder: Path) -> list[str]:
+    header = None
+    for part in parquet_parts(folder):
+        try:
+            names = list(pq.read_schema(part).names)
+        except (OSError, pa_arrow.ArrowException) as e:
+            raise IngestError(f"cannot read {part}: {e}. Fix or re-export that part") from e
+        if header is None:
+            header, first = names, part
+        elif names != header:
+            raise IngestError(f"the parts of {folder} do not have the same columns: "
+                              f"{first.relative_to(folder)} has {header}, {part.relative_to(folder)} has "
+                              f"{names}. Re-export the table with one set of columns")
     return header
 
 
@@ -312,8 +370,9 @@ def check_columns(table: str, path: Path, columns: list[str]) -> None:
 
 def read_batches(path: Path, batch_rows: int, columns: list[str] | None = None,
                  ) -> Iterator[tuple[pd.DataFrame, float]]:
-    """The file as delivered, `batch_rows` rows (at most) at a time, each batch indexed by source
-    row (numbered from 0 over the whole file), with the share of the file read so far.
+    """The file (or folder of Parquet parts) as delivered, `batch_rows` rows (at most) at a time,
+    each batch indexed by source row (numbered from 0 over the whole file, or over the parts in
+    `parquet_parts` order), with the share of the rows read so far.
 
     CSV cells are read as text, exactly as written, so the quarantine keeps the original values;
     Parquet keeps its own types (integers with nulls stay integers). `columns`: only these.
@@ -334,20 +393,11 @@ def read_batches(path: Path, batch_rows: int, columns: list[str] | None = None,
 
 def _arrow_batches(path: Path, batch_rows: int, columns: list[str] | None,
                    ) -> Iterator[tuple[pa_arrow.RecordBatch | pa_arrow.Table, float]]:
+    if path.is_dir():
+        yield from _parquet_batches(parquet_parts(path), batch_rows, columns)
+        return
     if path.suffix == ".parquet":
-        # Whole row groups (pyarrow writes a million rows to one by default), gathered until
-        # there are batch_rows: iter_batches kept a little of every batch it had read.
-        parquet = pq.ParquetFile(path)
-        total, done = max(1, parquet.metadata.num_rows), 0
-        pending: list[pa_arrow.Table] = []
-        for i in range(parquet.num_row_groups):
-            pending.append(parquet.read_row_group(i, columns=columns))
-            if sum(t.num_rows for t in pending) >= batch_rows or i == parquet.num_row_groups - 1:
-                gathered = pa_arrow.concat_tables(pending).combine_chunks()
-                pending.clear()
-                done += gathered.num_rows
-                yield gathered, done / total
-                del gathered
+        yield from _parquet_batches([path], batch_rows, columns)
         return
     header = read_header(path)
     size = max(1, path.stat().st_size)
@@ -361,6 +411,46 @@ def _arrow_batches(path: Path, batch_rows: int, columns: list[str] | None,
                 strings_can_be_null=False, quoted_strings_can_be_null=False))
         for batch in reader:
             yield batch, min(1.0, f.tell() / size)
+
+
+def _parquet_batches(files: list[Path], batch_rows: int, columns: list[str] | None,
+                     ) -> Iterator[tuple[pa_arrow.Table, float]]:
+    """The rows of the files, in order, as tables of about batch_rows rows: whole row groups
+    (pyarrow writes a million rows to one by default), one at a time, gathered over files until
+    there are batch_rows (iter_batches kept a little of every batch it had read)."""
+    total = max(1, sum(_parquet_file(f).metadata.num_rows for f in files))
+    done = 0
+    pending: list[pa_arrow.Table] = []
+    for f in files:
+        parquet = _parquet_file(f)
+        for g in range(parquet.num_row_groups):
+            try:
+                pending.append(parquet.read_row_group(g, columns=columns))
+            except (OSError, pa_arrow.ArrowException) as e:
+                raise IngestError(f"cannot read {f}: {e}. Fix or re-export it") from e
+            if sum(t.num_rows for t in pending) >= batch_rows:
+                gathered = _gathered(pending)
+                done += gathered.num_rows
+                yield gathered, done / total
+                del gathered
+    if pending:
+        gathered = _gathered(pending)
+        yield gathered, (done + gathered.num_rows) / total
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, pa_arrow.ArrowException) as e:
+        raise IngestError(f"cannot read {path}: {e}. Fix or re-export it (Parquet, or UTF-8 CSV)") from e
+
+
+def _gathered(pending: list[pa_arrow.Table]) -> pa_arrow.Table:
+    """One table of the row groups read (the list is emptied). Parts written by different tools
+    may differ in width (int32 / int64) or in an all-null column's type: widened, never narrowed."""
+    gathered = pa_arrow.concat_tables(pending, promote_options="permissive").combine_chunks()
+    pending.clear()
+    return gathered
 
 
 def _csv_block_size(path: Path, batch_rows: int) -> int:

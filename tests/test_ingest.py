@@ -411,7 +411,8 @@ def test_progress_is_reported(tmp_path):
 def test_missing_table_is_an_error_that_names_it(tmp_path):
     tables = valid_export()
     del tables["loans"]
-    with pytest.raises(IngestError, match=r"'loans' is missing: expected loans.parquet or loans.csv"):
+    with pytest.raises(IngestError, match=r"'loans' is missing: expected loans.parquet, loans.csv or a folder "
+                                          r"loans/ of Parquet parts"):
         run(tmp_path, tables)
     assert not (tmp_path / "clean").exists()  # nothing written before the check
 
