@@ -44,6 +44,7 @@ DOC = ROOT / "docs" / "benchmarks-scale.md"
 NATIONWIDE_TRANSACTIONS = 10**10  # the upper end of a year's transactions, nationwide (the brief)
 NATIONWIDE_MEMBERS = 6_170_000
 RECEIVED_AT = "2026-11-30T12:00:00"  # after the generated data, fixed for repeatability
+TITLE = "# Nationwide scale, measured\n\nWritten by `make benchmark-scale` (benchmarks/scale.py); one section per run.\n"
 BASELINE_WINDOWS = (30, 90, 180, 365)  # features.catalogue.WINDOWS: the columns the baseline computes
 
 
@@ -369,7 +370,7 @@ def report(results: list[dict], args, machine: str, took: float, skipped: list[s
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     generated = next((r for r in results if r["stage"] == "generate"), {})
     tx = (generated.get("rows") or {}).get("transactions", 0)
-    lines = ["# Nationwide scale, measured", "",
+    lines = [f"## {args.members:,} members, engines: {args.engines}", "",
              f"`make benchmark-scale` (`python -m benchmarks.scale --members {args.members} "
              f"--spine {args.spine}`) on {when}, in {took / 60:.0f} min. Machine: {machine}. "
              f"Spark master: `{args.spark_master}`.", "",
@@ -389,7 +390,7 @@ def report(results: list[dict], args, machine: str, took: float, skipped: list[s
                      f"{_gib(r['peak_bytes'])} | {' | '.join(tasks)} |")
     if skipped:
         lines += ["", "Not measured in this run: " + "; ".join(skipped) + "."]
-    lines += ["", "## Reading", ""]
+    lines += ["", "### Reading", ""]
     by = {(r["stage"], r["engine"]): r for r in results}
     duck, base = by.get(("training_set", "duckdb")), by.get(("training_set", "pandas"))
     if duck and base:
@@ -407,7 +408,7 @@ def report(results: list[dict], args, machine: str, took: float, skipped: list[s
     if snap_duck and snap_spark:
         lines.append(f"- Spark against DuckDB, snapshot: {snap_spark['seconds'] / snap_duck['seconds']:.1f}x.")
     if tx:
-        lines += ["", "## Nationwide estimate (linear in rows, from the costs measured above)", "",
+        lines += ["", "### Nationwide estimate (linear in rows, from the costs measured above)", "",
                   f"Scaling factor: {NATIONWIDE_TRANSACTIONS:,} transactions a year against the "
                   f"{tx:,} here ({NATIONWIDE_TRANSACTIONS / tx:,.0f}x); members "
                   f"{NATIONWIDE_MEMBERS:,} against {args.members:,} "
@@ -442,6 +443,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream", action="store_true", help="generate with the streaming generator")
     parser.add_argument("--work", type=Path, default=None, help="keep the data here (default: a temporary folder)")
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to the doc's runs instead of replacing them (a second size)")
     # the child's own arguments
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="duckdb", help=argparse.SUPPRESS)
@@ -489,8 +492,10 @@ def main(argv: list[str] | None = None) -> None:
             step("score", engine)
             step("rank", engine)
     cpu, mem = cpu_and_memory()
-    args.doc.write_text(report(results, args, f"{cpu}, {os.cpu_count()} cores, {mem}",
-                               time.perf_counter() - started, skipped), encoding="utf-8")
+    section = report(results, args, f"{cpu}, {os.cpu_count()} cores, {mem}",
+                     time.perf_counter() - started, skipped)
+    before = args.doc.read_text(encoding="utf-8") if args.append and args.doc.exists() else TITLE
+    args.doc.write_text(before.rstrip() + "\n\n" + section, encoding="utf-8")
     say(f"wrote {args.doc}")
 
 
