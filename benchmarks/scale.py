@@ -253,28 +253,36 @@ def window_baseline(clean_dir: Path, spine):
     import numpy as np
     import pandas as pd
 
-    tx = pd.read_parquet(clean_dir / "transactions.parquet",
-                         columns=["entity_type", "entity_id", "ts", "amount_vnd", "direction", "category"])
-    direction = np.where(tx["category"].to_numpy() == "loan_disbursal", "borrowed",
-                         tx["direction"].to_numpy())
-    keys = pd.Categorical(tx["entity_type"].astype(str) + ":" + tx["entity_id"].astype(str))
-    codes = pd.Categorical(spine["entity_type"].astype(str) + ":" + spine["entity_id"].astype(str),
-                           categories=keys.categories).codes.astype(np.int64)
-    day = (tx["ts"].to_numpy().astype("datetime64[D]").astype(np.int64))
+    import pyarrow.parquet as pq
+
+    # 10^8 rows: text columns as categories (codes), never as Python strings
+    tx = pq.read_table(clean_dir / "transactions.parquet",
+                       columns=["entity_type", "entity_id", "ts", "amount_vnd", "direction", "category"]
+                       ).to_pandas(strings_to_categorical=True)
+    counted = (tx["category"] != "loan_disbursal").to_numpy()  # a disbursal is neither in nor out
+    ids, types = tx["entity_id"].cat.categories, tx["entity_type"].cat.categories
+    entity = (tx["entity_type"].cat.codes.to_numpy().astype(np.int64) * len(ids)
+              + tx["entity_id"].cat.codes.to_numpy())
+    spine_type = pd.Categorical(spine["entity_type"], categories=types).codes.astype(np.int64)
+    spine_id = pd.Categorical(spine["entity_id"], categories=ids).codes.astype(np.int64)
+    known = (spine_type >= 0) & (spine_id >= 0)  # an entity with no transactions has zero sums
+    codes = np.where(known, spine_type * len(ids) + spine_id, -1)
+    day = tx["ts"].to_numpy().astype("datetime64[D]").astype(np.int64)
     as_of_day = spine["as_of"].to_numpy().astype("datetime64[D]").astype(np.int64)
     out = pd.DataFrame({"spine_id": spine["spine_id"].to_numpy()})
     shift = np.int64(1 << 20)  # days fit in 20 bits until 4840 AD
+    direction = tx["direction"]
     for name in ("inflow", "outflow"):
-        mine = direction == name
-        key = keys.codes[mine].astype(np.int64) * shift + day[mine]
+        mine = (direction == name).to_numpy() & counted
+        key = entity[mine] * shift + day[mine]
         order = np.argsort(key, kind="stable")
         key = key[order]
-        amount = np.concatenate([[0.0], np.cumsum(tx["amount_vnd"].to_numpy()[mine][order], dtype=float)])
-        known = codes >= 0  # a spine entity with no transactions at all has zero sums
+        # integer dong summed exactly (a float cumulative sum of 10^8 amounts loses the small windows)
+        amount = np.concatenate([[0], np.cumsum(tx["amount_vnd"].to_numpy()[mine][order], dtype=np.int64)])
         hi = np.searchsorted(key, codes * shift + as_of_day, side="left")
         for window in BASELINE_WINDOWS:
             lo = np.searchsorted(key, codes * shift + as_of_day - window, side="left")
-            out[f"{name}_sum_{window}d"] = np.where(known, amount[hi] - amount[lo], 0.0)
+            out[f"{name}_sum_{window}d"] = np.where(known, amount[hi] - amount[lo], 0).astype(float)
             out[f"{name}_count_{window}d"] = np.where(known, hi - lo, 0)
     return out
 
