@@ -135,7 +135,7 @@ def stage_model(work: Path, extra: dict) -> dict:
     from training.dataset import NotEnoughData
 
     paths = _paths(work, "model")
-    generate(paths.raw, members=extra["model_members"], seed=42, dirty=True)
+    generate(paths.raw, members=extra["model_members"], cooperatives=1_000, seed=42, dirty=True)
     ingest(paths.raw, paths.clean, paths.quarantine,
            received_at=datetime.fromisoformat(RECEIVED_AT))
     build_snapshot(paths.clean, paths.features)
