@@ -38,6 +38,29 @@ def _master(master: str | None) -> str | None:
     return master or os.environ.get("SPARK_MASTER") or os.environ.get("MASTER")
 
 
+def start_session(master: str | None = None, shuffle_partitions: int | None = None):
+    """A Spark session (created, or the running one) as coopscore uses it: time zone UTC, nanosecond
+    Parquet timestamps read as longs (the contracts' tables hold them; callers turn them back),
+    no console progress. Raises RuntimeError when PySpark is not installed."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:  # pragma: no cover - the extra is part of `make install`
+        raise RuntimeError("the Spark engine needs PySpark: install the project with its 'spark' "
+                           "extra (`make install` does), and Java 17 or newer") from None
+    builder = SparkSession.builder.appName("coopscore")
+    url = _master(master)
+    if url:  # otherwise Spark's own: spark-submit --master, spark-defaults.conf, else local[*]
+        builder = builder.master(url)
+    builder = (builder.config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+               .config("spark.ui.showConsoleProgress", "false"))
+    if shuffle_partitions:
+        builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
 class SparkEngine:
     """Stage 1 of features.engine on a Spark session; `history_features` answers as
     features.engine.history_features does (same columns, same values, one row per spine row)."""
@@ -50,22 +73,7 @@ class SparkEngine:
     def start(cls, clean_dir: Path, master: str | None = None,
               shuffle_partitions: int | None = None) -> "SparkEngine":
         """A session (created or the running one) with one temp view per accepted table."""
-        try:
-            from pyspark.sql import SparkSession
-        except ImportError:  # pragma: no cover - the extra is part of `make install`
-            raise RuntimeError("the Spark engine needs PySpark: install the project with its 'spark' "
-                               "extra (`make install` does), and Java 17 or newer") from None
-        builder = SparkSession.builder.appName("coopscore")
-        url = _master(master)
-        if url:  # otherwise Spark's own: spark-submit --master, spark-defaults.conf, else local[*]
-            builder = builder.master(url)
-        builder = (builder.config("spark.sql.session.timeZone", "UTC")
-                   .config("spark.sql.legacy.parquet.nanosAsLong", "true")
-                   .config("spark.ui.showConsoleProgress", "false"))
-        if shuffle_partitions:
-            builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        session = builder.getOrCreate()
-        session.sparkContext.setLogLevel("ERROR")
+        session = start_session(master, shuffle_partitions)
         engine = cls(session, clean_dir)
         engine.register_tables()
         return engine
