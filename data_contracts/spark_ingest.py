@@ -123,19 +123,25 @@ def _read_raw(session, source: Path, header: list[str]):
 
     if source.suffix == ".parquet":
         frame = session.read.parquet(str(source))
-        return frame.select(*[F.col(f"`{c}`") for c in header],
-                            F.col("_metadata.row_index").alias(SOURCE_ROW))
-    # Every cell as text, RFC 4180 quoting, a line break allowed inside quotes (one task then
-    # reads the file: Spark cannot split it), and a malformed line fails the ingest, as it does
-    # on one machine, rather than being filled with nulls.
-    frame = (session.read.schema(StructType([StructField(c, StringType()) for c in header]))
-             .options(header=True, multiLine=True, quote='"', escape='"', mode="FAILFAST",
-                      encoding="UTF-8", enforceSchema=True)
-             .csv(str(source)))
-    if frame.rdd.getNumPartitions() != 1:  # the numbering below relies on one reading task
-        raise RuntimeError(f"ingest bug: Spark read {source} in several tasks")
-    numbered = frame.withColumn(SOURCE_ROW, F.monotonically_increasing_id())
-    return numbered.repartition(max(1, session.sparkContext.defaultParallelism))
+        numbered = frame.select(*[F.col(f"`{c}`") for c in header],
+                                F.col("_metadata.row_index").alias(SOURCE_ROW))
+    else:
+        # Every cell as text, RFC 4180 quoting, a line break allowed inside quotes (one task then
+        # reads the file: Spark cannot split it), and a malformed line fails the ingest, as it
+        # does on one machine, rather than being filled with nulls.
+        frame = (session.read.schema(StructType([StructField(c, StringType()) for c in header]))
+                 .options(header=True, multiLine=True, quote='"', escape='"', mode="FAILFAST",
+                          encoding="UTF-8", enforceSchema=True)
+                 .csv(str(source)))
+        if frame.rdd.getNumPartitions() != 1:  # the numbering below relies on one reading task
+            raise RuntimeError(f"ingest bug: Spark read {source} in several tasks")
+        numbered = frame.withColumn(SOURCE_ROW, F.monotonically_increasing_id())
+    # A file read in fewer tasks than there are cores (a CSV, a Parquet file of one row group)
+    # is spread over all of them: judging the rows is the work.
+    cores = session.sparkContext.defaultParallelism
+    if numbered.rdd.getNumPartitions() < cores:
+        numbered = numbered.repartition(cores)
+    return numbered
 
 
 def _raw_frame(batch: pa.RecordBatch, raw_schema: pa.Schema, is_csv: bool) -> pd.DataFrame:
