@@ -21,6 +21,18 @@ the rules read of parents are kept (`rules.PARENT_COLUMNS`).
 
 Problems with a whole file (missing, unreadable, both CSV and Parquet, a contract column absent)
 raise `IngestError` before anything is written.
+
+On Spark (`engine="spark"`, `data_contracts.spark_ingest`) each partition goes through the same
+`judge_batch`, the parents are broadcast, and the repeated keys come from the same SQL text run by
+Spark SQL: same files, same report, rows in another order.
+
+Why not pandera's PySpark backend (`pandera.pyspark`): our contract is per row (every row accepted
+or quarantined, with every rule it broke and a sentence saying why), and that backend answers per
+check. It does not raise; it attaches a summary to `df.pandera.errors` (which check failed on
+which column, no rows), and it has no `drop_invalid_rows` (pandera issue #1540: invalid rows
+cannot be told apart or set aside). Our own parsing (step 1) and cross-table rules (step 3) are not
+pandera checks either. So the pandera checks of step 2 run, with pandas, inside each Spark
+partition, where their failure cases carry the row: one definition of every rule on both engines.
 """
 from __future__ import annotations
 
