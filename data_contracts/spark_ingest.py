@@ -23,6 +23,7 @@ judges; from Arrow the conversion is ingest's own, and the verdicts cannot drift
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections import Counter
@@ -39,6 +40,7 @@ from data_contracts.contracts import CONTRACTS, Contract
 from data_contracts.ingest import (ARROW_TYPES, BatchWriter, IngestError, TableReport, _pandas_type,
                                    as_arrow, clean_schema, judge_batch, parse_table, quarantine_schema,
                                    read_header)
+from settings.spark import start_session
 
 SOURCE_ROW = duplicates.SOURCE_ROW
 FIRST_ROW = "__coopscore_first_row"  # internal column names: refused in a raw file
@@ -52,8 +54,6 @@ def start(master: str | None, batch_rows: int):
     The executors run ingest's own Python code, so they need this project's environment: unless
     PYSPARK_PYTHON says which interpreter (on a cluster, one with coopscore installed), they use
     the one running this ingest, which is right for a local master."""
-    from features.spark_engine import start_session
-
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = start_session(master)
     session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
@@ -73,6 +73,32 @@ def ingest_table_on_spark(session, table: str, source: Path, parents: dict[str, 
         raise IngestError(f"{source.name} has column(s) {clashing}, names ingest uses internally; "
                           f"rename them in the export")
     raw_schema = _raw_schema(source, header)
+    try:
+        parts, input_rows = _judge_on_executors(session, table, contract, source, header, raw_schema,
+                                                parents, now, workdir, progress)
+    except Exception as e:  # Spark's errors arrive wrapped: say plainly when the file is at fault
+        text = str(e)
+        if "malformed" not in text.lower():
+            raise
+        said = re.search(r"\[MALFORMED_RECORD[^\n]*", text)
+        detail = f" ({said.group(0)[:300].strip()})" if said else ""
+        raise IngestError(f"cannot read {source}: a line does not parse as CSV{detail}. Fix or "
+                          f"re-export the file (Parquet, or UTF-8 CSV with the same number of fields "
+                          f"on every line)") from e
+    layout = _Layout(contract, header)
+    progress("writing", 0.8)
+    report = _gather(table, source, parts, layout, input_rows, clean_dir, quarantine_dir)
+    shutil.rmtree(parts, ignore_errors=True)
+    if table not in rules.PARENT_COLUMNS:
+        return report, None
+    kept = pq.read_table(clean_dir / f"{table}.parquet", columns=list(rules.PARENT_COLUMNS[table]))
+    return report, kept.to_pandas(types_mapper=_pandas_type, ignore_metadata=True)
+
+
+def _judge_on_executors(session, table, contract, source, header, raw_schema, parents, now,
+                        workdir, progress) -> tuple[Path, int]:
+    """Steps 1-3 on Spark: the folder of the judged rows' parts (under `workdir`), and the number
+    of raw rows read."""
     raw = _read_raw(session, source, header)
     input_rows = raw.count()
     progress("finding duplicate keys", 0.1)
@@ -97,14 +123,7 @@ def ingest_table_on_spark(session, table: str, source: Path, parents: dict[str, 
     judged.write.mode("overwrite").parquet(str(parts))
     shipped.unpersist()
     session.catalog.dropTempView(view)
-
-    progress("writing", 0.8)
-    report = _gather(table, source, parts, layout, input_rows, clean_dir, quarantine_dir)
-    shutil.rmtree(parts, ignore_errors=True)
-    if table not in rules.PARENT_COLUMNS:
-        return report, None
-    kept = pq.read_table(clean_dir / f"{table}.parquet", columns=list(rules.PARENT_COLUMNS[table]))
-    return report, kept.to_pandas(types_mapper=_pandas_type, ignore_metadata=True)
+    return parts, input_rows
 
 
 # ---- reading the raw file ---------------------------------------------------------------------

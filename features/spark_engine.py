@@ -14,7 +14,6 @@ the contracts' timestamps are.
 """
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pandas as pd
 from features import compiler
 from features.catalogue import MEASURES
 from features.engine import HISTORY_FEATURES, SOURCE_TABLES, check_spine
+from settings.spark import start_session
 
 SPINE_COLUMNS = ("spine_id", "entity_type", "entity_id", "as_of")
 
@@ -31,34 +31,6 @@ SPINE_COLUMNS = ("spine_id", "entity_type", "entity_id", "as_of")
 def history_sql() -> str:
     """Stage 1's query compiled for Spark SQL."""
     return compiler.history_sql(HISTORY_FEATURES, MEASURES, compiler.SPARK)
-
-
-def _master(master: str | None) -> str | None:
-    """The master URL asked for, else the environment's, else None (Spark's own defaults)."""
-    return master or os.environ.get("SPARK_MASTER") or os.environ.get("MASTER")
-
-
-def start_session(master: str | None = None, shuffle_partitions: int | None = None):
-    """A Spark session (created, or the running one) as coopscore uses it: time zone UTC, nanosecond
-    Parquet timestamps read as longs (the contracts' tables hold them; callers turn them back),
-    no console progress. Raises RuntimeError when PySpark is not installed."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:  # pragma: no cover - the extra is part of `make install`
-        raise RuntimeError("the Spark engine needs PySpark: install the project with its 'spark' "
-                           "extra (`make install` does), and Java 17 or newer") from None
-    builder = SparkSession.builder.appName("coopscore")
-    url = _master(master)
-    if url:  # otherwise Spark's own: spark-submit --master, spark-defaults.conf, else local[*]
-        builder = builder.master(url)
-    builder = (builder.config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.legacy.parquet.nanosAsLong", "true")
-               .config("spark.ui.showConsoleProgress", "false"))
-    if shuffle_partitions:
-        builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
-    return session
 
 
 class SparkEngine:

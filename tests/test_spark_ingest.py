@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_contracts.contracts import CONTRACTS
-from data_contracts.ingest import ingest
+from data_contracts.ingest import IngestError, ingest
 
 pytestmark = pytest.mark.timeout(900)  # a local Spark session on two cores: a minute or two
 
@@ -112,6 +112,17 @@ def test_csv_exports_read_on_spark_as_on_one_machine(raw_dir, spark, tmp_path):
     refused = pq.read_table(tmp_path / "spark" / "quarantine" / "members.parquet").to_pandas()
     odd = refused[refused["member_id"] == "M-NEW"].iloc[0]
     assert odd["business_sector"] == 'a "quoted"\nsector' and odd["capital_contribution_vnd"] == ""
+
+
+def test_a_malformed_csv_line_is_a_clear_error_on_spark_too(raw_dir, spark, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for path in raw_dir.glob("*.parquet"):
+        pa_csv.write_csv(pq.read_table(path).slice(0, 100), raw / f"{path.stem}.csv")
+    with open(raw / "cooperatives.csv", "a", encoding="utf-8") as f:
+        f.write("HTX-BAD,Hà Nội\n")  # two fields where the header has six
+    with pytest.raises(IngestError, match=r"cooperatives.csv: a line does not parse as CSV.*Fix or re-export"):
+        ingest(raw, tmp_path / "clean", tmp_path / "quarantine", engine="spark", spark_master="local[2]")
 
 
 def run_cli(home, *args):
