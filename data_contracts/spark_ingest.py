@@ -14,7 +14,7 @@ Nothing about a rule is written here. Per table:
   4. output: the judged rows are written by Spark, then gathered on the driver into the same two
      files as the single-machine path (`<table>.parquet`, same schemas, written through
      `ingest.BatchWriter`), streamed a row group at a time. Same rows, same reasons, same report;
-     the order of the rows differs (partitions finish in any order): compare by key.
+     the order of the rows differs (they are spread over partitions): compare by key.
 
 mapInArrow rather than mapInPandas: Spark's own pandas conversion turns an integer column with
 nulls into floats and text into objects, so the frames would differ from those the DuckDB path
@@ -22,10 +22,8 @@ judges; from Arrow the conversion is ingest's own, and the verdicts cannot drift
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -49,12 +47,8 @@ INTERNAL = (FIRST_ROW, ACCEPTED)
 
 
 def start(master: str | None, batch_rows: int):
-    """The Spark session ingest runs on; Arrow batches of at most `batch_rows` rows.
-
-    The executors run ingest's own Python code, so they need this project's environment: unless
-    PYSPARK_PYTHON says which interpreter (on a cluster, one with coopscore installed), they use
-    the one running this ingest, which is right for a local master."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    """The Spark session ingest runs on (`settings.spark.start_session`: its executors run this
+    interpreter unless PYSPARK_PYTHON names another); Arrow batches of at most `batch_rows` rows."""
     session = start_session(master)
     session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
     return session

@@ -7,6 +7,7 @@ The master: the URL given, else Spark's usual settings (`spark.master` from `spa
 from __future__ import annotations
 
 import os
+import sys
 
 
 def _master(master: str | None) -> str | None:
@@ -23,6 +24,10 @@ def start_session(master: str | None = None, shuffle_partitions: int | None = No
     except ImportError:  # pragma: no cover - the extra is part of `make install`
         raise RuntimeError("the Spark engine needs PySpark: install the project with its 'spark' "
                            "extra (`make install` does), and Java 17 or newer") from None
+    # Executors that run coopscore's Python (ingest's mapInArrow) need its environment: unless
+    # PYSPARK_PYTHON names one (on a cluster: an interpreter with coopscore installed), the
+    # interpreter running this process, which is right for a local master.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("coopscore")
     url = _master(master)
     if url:  # otherwise Spark's own: spark-submit --master, spark-defaults.conf, else local[*]
