@@ -124,15 +124,26 @@ def generate(members: int = typer.Option(20_000, min=50, help="Number of members
 
 @app.command()
 def ingest(received_at: Optional[datetime] = typer.Option(
-        None, help="Reference time for 'future' rows (default: now)")) -> None:
+        None, help="Reference time for 'future' rows (default: now)"),
+        engine: str = typer.Option(
+            "duckdb", help="duckdb (one machine) or spark (each table judged per partition on "
+            "Spark, the same rules and verdicts; the master from Spark's usual settings: "
+            "SPARK_MASTER, spark-defaults.conf, else local[*])"),
+        spark_master: Optional[str] = typer.Option(
+            None, help="with --engine spark: the master URL, e.g. spark://host:7077")) -> None:
     """Validate var/data/raw against the contracts: accept each row or quarantine it with a reason."""
-    from data_contracts.ingest import IngestError, ingest as run
+    from data_contracts.ingest import ENGINES, IngestError, ingest as run
 
+    if engine not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if spark_master and engine != "spark":
+        fail("--spark-master needs --engine spark")
     paths = get_paths()
+    started = time.perf_counter()
     try:
-        with progress_bar("ingesting") as update:
+        with progress_bar("ingesting" + (" on Spark" if engine == "spark" else "")) as update:
             report = run(paths.raw, paths.clean, paths.quarantine, received_at=received_at,
-                         progress=update)
+                         progress=update, engine=engine, spark_master=spark_master)
     except IngestError as exc:
         fail(str(exc))
     table = Table("table", "input", "accepted", "quarantined", "reconciles",
@@ -146,6 +157,8 @@ def ingest(received_at: Optional[datetime] = typer.Option(
             top = sorted(t.reasons.items(), key=lambda kv: -kv[1])[:4]
             console.print(f"  {t.table}: " + ", ".join(f"{rule} {n:,}" for rule, n in top))
     console.print(f"quarantined rows and their reasons: {paths.quarantine}")
+    console.print(f"ingested on {'Spark' if engine == 'spark' else 'DuckDB'} in "
+                  f"{time.perf_counter() - started:.1f} s")
 
 
 @app.command()
@@ -590,7 +603,7 @@ def demo(members: int = typer.Option(20_000, help="Members in the demo data set"
     else:
         console.print(f"reusing generated data in {paths.raw}")
     if rebuild or not (paths.clean / "transactions.parquet").exists():
-        ingest(received_at=None)
+        ingest(received_at=None, engine="duckdb", spark_master=None)  # no Typer defaults
     else:
         console.print(f"reusing accepted data in {paths.clean}")
     if rebuild or not (paths.features / "snapshot.json").exists():

@@ -47,6 +47,39 @@ def connect(workdir: Path, memory_mb: int, threads: int | None = None) -> duckdb
     return con
 
 
+def key_columns(contract: Contract) -> list[str]:
+    """The names the key columns take in the key file and in `first_rows_sql` (no quoting needed)."""
+    return [f"k{i}" for i in range(len(contract.key))]
+
+
+def key_rows(keys: pd.DataFrame, contract: Contract) -> pa_arrow.Table | None:
+    """The rows of one batch of parsed keys (indexed by source row) whose key is complete, as
+    source_row, k0, k1, ...; None when there is none."""
+    keyed = keys[keys[list(contract.key)].notna().all(axis=1).to_numpy()]
+    if keyed.empty:
+        return None
+    return pa_arrow.table(
+        {SOURCE_ROW: pa_arrow.array(keyed.index.to_numpy(dtype=np.int64)),
+         **{name: pa_arrow.Array.from_pandas(keyed[column])
+            for name, column in zip(key_columns(contract), contract.key)}})
+
+
+def first_rows_sql(source: str, n_keys: int) -> str:
+    """The query that finds repeated keys in `source` (a relation of `key_rows`): every source_row
+    whose key appeared at an earlier row, with first_row, the row where it first appeared.
+    Plain SQL that DuckDB and Spark SQL read alike: ingest runs this one text on both engines."""
+    keys = ", ".join(f"k{i}" for i in range(n_keys))
+    return f"""
+            WITH k AS (SELECT * FROM {source}),
+            firsts AS (
+                SELECT {keys}, min({SOURCE_ROW}) AS first_row FROM k
+                GROUP BY {keys} HAVING count(*) > 1)
+            SELECT k.{SOURCE_ROW}, f.first_row
+            FROM k JOIN firsts f USING ({keys})
+            WHERE k.{SOURCE_ROW} <> f.first_row
+            ORDER BY k.{SOURCE_ROW}"""
+
+
 class RepeatedKeys:
     """The rows of one table that repeat an earlier row's key, found over every batch added.
 
@@ -58,19 +91,14 @@ class RepeatedKeys:
         self.contract = contract
         self.workdir = Path(workdir)
         self.con = con
-        self._columns = [f"k{i}" for i in range(len(contract.key))]  # key names need no quoting
         self._path = self.workdir / f"{contract.table}-keys.parquet"
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, keys: pd.DataFrame) -> None:
         """The parsed key columns of one batch, indexed by source row (in any order)."""
-        keyed = keys[keys[list(self.contract.key)].notna().all(axis=1).to_numpy()]
-        if keyed.empty:
+        batch = key_rows(keys, self.contract)
+        if batch is None:
             return
-        batch = pa_arrow.table(
-            {SOURCE_ROW: pa_arrow.array(keyed.index.to_numpy(dtype=np.int64)),
-             **{name: pa_arrow.Array.from_pandas(keyed[column])
-                for name, column in zip(self._columns, self.contract.key)}})
         if self._writer is None:
             self.workdir.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self._path, batch.schema)
@@ -83,16 +111,8 @@ class RepeatedKeys:
         if self._writer is None:
             return empty
         self._writer.close()
-        keys = ", ".join(self._columns)
-        found = self.con.execute(f"""
-            WITH k AS (SELECT * FROM read_parquet(?)),
-            firsts AS (
-                SELECT {keys}, min({SOURCE_ROW}) AS first_row FROM k
-                GROUP BY {keys} HAVING count(*) > 1)
-            SELECT k.{SOURCE_ROW}, f.first_row
-            FROM k JOIN firsts f USING ({keys})
-            WHERE k.{SOURCE_ROW} <> f.first_row
-            ORDER BY k.{SOURCE_ROW}""", [str(self._path)]).fetchnumpy()
+        found = self.con.execute(first_rows_sql("read_parquet(?)", len(self.contract.key)),
+                                 [str(self._path)]).fetchnumpy()
         if not len(found[SOURCE_ROW]):
             return empty
         return pd.Series(np.asarray(found["first_row"], dtype=np.int64),

@@ -27,6 +27,18 @@ folder names are not data: only the rows in the files are ingested, against the 
 
 Problems with a whole file (missing, unreadable, delivered twice, a contract column absent, parts
 whose columns differ) raise `IngestError` before anything is written.
+
+On Spark (`engine="spark"`, `data_contracts.spark_ingest`) each partition goes through the same
+`judge_batch`, the parents are broadcast, and the repeated keys come from the same SQL text run by
+Spark SQL: same files, same report, rows in another order.
+
+Why not pandera's PySpark backend (`pandera.pyspark`): our contract is per row (every row accepted
+or quarantined, with every rule it broke and a sentence saying why), and that backend answers per
+check. It does not raise; it attaches a summary to `df.pandera.errors` (which check failed on
+which column, no rows), and it has no `drop_invalid_rows` (pandera issue #1540: invalid rows
+cannot be told apart or set aside). Our own parsing (step 1) and cross-table rules (step 3) are not
+pandera checks either. So the pandera checks of step 2 run, with pandas, inside each Spark
+partition, where their failure cases carry the row: one definition of every rule on both engines.
 """
 from __future__ import annotations
 
@@ -60,6 +72,7 @@ from settings import get_settings
 # Parents before children: a reference is checked against the rows already accepted.
 TABLE_ORDER = ("cooperatives", "members", "transactions", "e_invoices", "loan_applications",
                "loans", "repayments", "true_pd")
+ENGINES = ("duckdb", "spark")
 OPTIONAL_TABLES = frozenset({"true_pd"})  # only the synthetic generator knows the true PD
 assert set(TABLE_ORDER) == set(CONTRACTS)
 
@@ -122,7 +135,8 @@ class IngestReport:
 
 def ingest(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, received_at: datetime | None = None,
            progress: Callable[[str, float], None] | None = None, batch_rows: int | None = None,
-           memory_mb: int | None = None) -> IngestReport:
+           memory_mb: int | None = None, engine: str = "duckdb",
+           spark_master: str | None = None) -> IngestReport:
     """Ingest every contract table from `raw_dir`; write accepted rows to `clean_dir` and refused
     rows to `quarantine_dir` (both `<table>.parquet`, always written, empty when nothing), plus
     `quarantine_dir/ingest_report.json`.
@@ -135,7 +149,15 @@ def ingest(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, received_at: da
     `memory_mb` and spills to disk beyond it. Both default to the settings (COOPSCORE_INGEST_BATCH_ROWS,
     COOPSCORE_INGEST_MEMORY_MB). The verdicts do not depend on them: a row's verdict depends on the
     row itself, the parents accepted before, and the rows before it with the same key.
+
+    `engine`: "duckdb" (this machine) or "spark" (`data_contracts.spark_ingest`: the same verdicts,
+    judged per partition on a Spark session; `spark_master` its master URL, else Spark's usual
+    settings). Raises ValueError for another engine, or a master without Spark.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if spark_master and engine != "spark":
+        raise ValueError("spark_master is only for engine='spark'")
     raw_dir, clean_dir, quarantine_dir = Path(raw_dir), Path(clean_dir), Path(quarantine_dir)
     progress = progress or _silent
     batch_rows = batch_rows or get_settings().ingest_batch_rows
@@ -154,6 +176,12 @@ def ingest(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, received_at: da
     reports: list[TableReport] = []
     with tempfile.TemporaryDirectory(prefix=".ingest-work-", dir=quarantine_dir) as work, \
             duplicates.connect(Path(work), memory_mb) as con:
+        session = None
+        if engine == "spark":
+            from data_contracts import spark_ingest  # PySpark and its JVM only when asked for
+
+            progress("starting Spark", 0.0)
+            session = spark_ingest.start(spark_master, batch_rows)
         for table in TABLE_ORDER:
             source = sources[table]
             if source is None:  # an optional table not delivered: leave no stale output behind
@@ -165,9 +193,14 @@ def ingest(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, received_at: da
             def table_progress(step: str, fraction: float, table=table, start=start, share=share):
                 progress(f"ingesting {table}" + (f": {step}" if step else ""), start + share * fraction)
 
-            report, kept = ingest_table(table, source, parents, now, clean_dir, quarantine_dir,
-                                        batch_rows=batch_rows, con=con, workdir=Path(work),
-                                        progress=table_progress)
+            if session is None:
+                report, kept = ingest_table(table, source, parents, now, clean_dir, quarantine_dir,
+                                            batch_rows=batch_rows, con=con, workdir=Path(work),
+                                            progress=table_progress)
+            else:
+                report, kept = spark_ingest.ingest_table_on_spark(
+                    session, table, source, parents, now, clean_dir, quarantine_dir, Path(work),
+                    progress=table_progress)
             if kept is not None:
                 parents[table] = kept
             reports.append(report)

@@ -14,8 +14,6 @@ the contracts' timestamps are.
 """
 from __future__ import annotations
 
-import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import pandas as pd
 from features import compiler
 from features.catalogue import MEASURES
 from features.engine import HISTORY_FEATURES, SOURCE_TABLES, check_spine
+from settings.spark import start_session
 
 SPINE_COLUMNS = ("spine_id", "entity_type", "entity_id", "as_of")
 
@@ -32,11 +31,6 @@ SPINE_COLUMNS = ("spine_id", "entity_type", "entity_id", "as_of")
 def history_sql() -> str:
     """Stage 1's query compiled for Spark SQL."""
     return compiler.history_sql(HISTORY_FEATURES, MEASURES, compiler.SPARK)
-
-
-def _master(master: str | None) -> str | None:
-    """The master URL asked for, else the environment's, else None (Spark's own defaults)."""
-    return master or os.environ.get("SPARK_MASTER") or os.environ.get("MASTER")
 
 
 class SparkEngine:
@@ -51,25 +45,7 @@ class SparkEngine:
     def start(cls, clean_dir: Path, master: str | None = None,
               shuffle_partitions: int | None = None) -> "SparkEngine":
         """A session (created or the running one) with one temp view per accepted table."""
-        try:
-            from pyspark.sql import SparkSession
-        except ImportError:  # pragma: no cover - the extra is part of `make install`
-            raise RuntimeError("the Spark engine needs PySpark: install the project with its 'spark' "
-                               "extra (`make install` does), and Java 17 or newer") from None
-        # Python work on the executors (batch scoring, ranking) runs this interpreter, where the
-        # project is installed, unless PYSPARK_PYTHON names another (on a cluster: the same path)
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = SparkSession.builder.appName("coopscore")
-        url = _master(master)
-        if url:  # otherwise Spark's own: spark-submit --master, spark-defaults.conf, else local[*]
-            builder = builder.master(url)
-        builder = (builder.config("spark.sql.session.timeZone", "UTC")
-                   .config("spark.sql.legacy.parquet.nanosAsLong", "true")
-                   .config("spark.ui.showConsoleProgress", "false"))
-        if shuffle_partitions:
-            builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        session = builder.getOrCreate()
-        session.sparkContext.setLogLevel("ERROR")
+        session = start_session(master, shuffle_partitions)
         engine = cls(session, clean_dir)
         engine.register_tables()
         return engine

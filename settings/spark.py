@@ -1,0 +1,42 @@
+"""The Spark session coopscore opens, configured one way for every part that runs on Spark
+(ingest: data_contracts.spark_ingest; features: features.spark_engine).
+
+The master: the URL given, else Spark's usual settings (`spark.master` from `spark-submit
+--master`, `SPARK_MASTER`/`MASTER` in the environment, `conf/spark-defaults.conf`), else `local[*]`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _master(master: str | None) -> str | None:
+    """The master URL asked for, else the environment's, else None (Spark's own defaults)."""
+    return master or os.environ.get("SPARK_MASTER") or os.environ.get("MASTER")
+
+
+def start_session(master: str | None = None, shuffle_partitions: int | None = None):
+    """A Spark session (created, or the running one) as coopscore uses it: time zone UTC, nanosecond
+    Parquet timestamps read as longs (the contracts' tables hold them; callers turn them back),
+    no console progress. Raises RuntimeError when PySpark is not installed."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:  # pragma: no cover - the extra is part of `make install`
+        raise RuntimeError("the Spark engine needs PySpark: install the project with its 'spark' "
+                           "extra (`make install` does), and Java 17 or newer") from None
+    # Executors that run coopscore's Python (ingest's mapInArrow) need its environment: unless
+    # PYSPARK_PYTHON names one (on a cluster: an interpreter with coopscore installed), the
+    # interpreter running this process, which is right for a local master.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName("coopscore")
+    url = _master(master)
+    if url:  # otherwise Spark's own: spark-submit --master, spark-defaults.conf, else local[*]
+        builder = builder.master(url)
+    builder = (builder.config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+               .config("spark.ui.showConsoleProgress", "false"))
+    if shuffle_partitions:
+        builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
