@@ -229,7 +229,7 @@ def _ask_consents(keyed, subjects, for_lender: ForLender, champions) -> DecidedC
              .join(subjects.select(F.col("entity_type").alias(KEY_TYPE), F.col("entity_id").alias(KEY_ID),
                                    F.lit(True).alias("known")), [KEY_TYPE, KEY_ID], "left")
              .toPandas())
-    flags = pairs["known"].fillna(False).astype(bool)
+    flags = pairs["known"].notna()  # the left join's null: not a subject of the snapshot
     known = {(t, i) for t, i, k in zip(pairs[KEY_TYPE], pairs[KEY_ID], flags) if k}
     disclosure = Disclosure(for_lender.records, lambda t, i: (t, i) in known)
     answers = {}

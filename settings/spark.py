@@ -18,7 +18,8 @@ def _master(master: str | None) -> str | None:
 def start_session(master: str | None = None, shuffle_partitions: int | None = None):
     """A Spark session (created, or the running one) as coopscore uses it: time zone UTC, nanosecond
     Parquet timestamps read as longs (the contracts' tables hold them; callers turn them back),
-    no console progress. Raises RuntimeError when PySpark is not installed."""
+    Arrow between pandas and the JVM (the spine in, feature rows out: row-by-row pickling of 10^6
+    rows takes minutes), no console progress. Raises RuntimeError when PySpark is not installed."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:  # pragma: no cover - the extra is part of `make install`
@@ -34,6 +35,7 @@ def start_session(master: str | None = None, shuffle_partitions: int | None = No
         builder = builder.master(url)
     builder = (builder.config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.ui.showConsoleProgress", "false"))
     if shuffle_partitions:
         builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
