@@ -90,8 +90,19 @@ def run_stage(stage: str, work: Path, engine: str = "duckdb", extra: dict | None
         raise RuntimeError(f"stage {stage} on {engine} failed (exit {child.returncode}); its output "
                            "is above")
     result = json.loads(result_file.read_text())
-    result.update(stage=stage, engine=engine, peak_bytes=peak)
+    result.update(stage=stage, engine=engine, peak_bytes=peak,
+                  measured_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    result_file.write_text(json.dumps(result, default=str))  # what --resume keeps
     return result
+
+
+def measured_before(stage: str, work: Path, engine: str) -> dict | None:
+    """The result of `stage` on `engine` measured by an earlier run in `work`, if it finished."""
+    result_file = work / f"result-{stage}-{engine}.json"
+    if not result_file.exists():
+        return None
+    result = json.loads(result_file.read_text())
+    return result if "peak_bytes" in result else None
 
 
 # --- the children: one stage each ---------------------------------------------------------------------
@@ -312,8 +323,7 @@ def stage_score(work: Path, extra: dict, engine_name: str) -> dict:
                       "subject_id": applications["entity_id"],
                       "amount_vnd": applications["requested_amount_vnd"],
                       "term_months": applications["term_months"],
-                      "purpose": applications["purpose"],
-                      "as_of_date": applications["application_date"].dt.date.astype(str)}
+                      "purpose": applications["purpose"]}  # as of the snapshot: offline scoring's date
                      ).to_parquet(file)
     out = work / f"scored-{engine_name}.parquet"
     if engine_name == "spark":
@@ -325,7 +335,10 @@ def stage_score(work: Path, extra: dict, engine_name: str) -> dict:
     else:
         started = time.perf_counter()
         report = score_file(paths, file, out)
-    return {"seconds": time.perf_counter() - started, "rows": report.rows, "scored": report.scored,
+    seconds = time.perf_counter() - started
+    if not report.scored:  # a stage that only rejected rows would time the wrong thing
+        raise RuntimeError(f"none of {report.rows:,} applications was scored: {report}")
+    return {"seconds": seconds, "rows": report.rows, "scored": report.scored,
             **(_spark_tasks(engine) if engine_name == "spark" else {})}
 
 
@@ -380,7 +393,9 @@ def report(results: list[dict], args, machine: str, took: float, skipped: list[s
     tx = (generated.get("rows") or {}).get("transactions", 0)
     lines = [f"## {args.members:,} members, engines: {args.engines}", "",
              f"`make benchmark-scale` (`python -m benchmarks.scale --members {args.members} "
-             f"--spine {args.spine}`) on {when}, in {took / 60:.0f} min. Machine: {machine}. "
+             f"--spine {args.spine} --engines {args.engines}{' --stream' if args.stream else ''}`) on {when}, "
+             f"in {took / 60:.0f} min (the stages: {sum(r['seconds'] for r in results) / 60:.0f} min). "
+             f"Machine: {machine}. "
              f"Spark master: `{args.spark_master}`.", "",
              f"World: {args.members:,} members, {tx:,} transactions generated (dirty). Each stage "
              "in its own process; peak memory is the resident memory of that process and every "
@@ -394,8 +409,14 @@ def report(results: list[dict], args, machine: str, took: float, skipped: list[s
                  f"{r['executor_s']:.0f}") if r.get("tasks") else ("-", "-", "-")
         rows = r.get("rows")
         rows = f"{sum(rows.values()):,}" if isinstance(rows, dict) else (f"{rows:,}" if rows else "-")
-        lines.append(f"| {r['stage']} | {r['engine']} | {rows} | {r['seconds']:.1f} | "
+        engine = "-" if r["stage"] == "generate" else r["engine"]  # not an engine's stage
+        lines.append(f"| {r['stage']} | {engine} | {rows} | {r['seconds']:.1f} | "
                      f"{_gib(r['peak_bytes'])} | {' | '.join(tasks)} |")
+    kept = [f"{r['stage']} on {r['engine']} ({r.get('measured_at', 'earlier')})" for r in results
+            if r.get("resumed")]
+    if kept:
+        lines += ["", "Resumed (`--resume`): measured by an earlier run on the same data and kept: "
+                  + "; ".join(kept) + "."]
     if skipped:
         lines += ["", "Not measured in this run: " + "; ".join(skipped) + "."]
     lines += ["", "### Reading", ""]
@@ -408,6 +429,17 @@ def report(results: list[dict], args, machine: str, took: float, skipped: list[s
             f"vectorised pandas baseline {base['seconds']:.1f} s for its {base['columns']} window "
             f"columns alone, peak {_gib(base['peak_bytes'])} GiB; cells where they differ: "
             f"{duck.get('baseline_mismatches')}. Goal: DuckDB within 20 s and 8 GiB.")
+    for engine in ("duckdb", "spark"):
+        scored, ranked = by.get(("score", engine)), by.get(("rank", engine))
+        if scored:
+            lines.append(f"- Batch scoring with reasons on {engine}: {scored['scored']:,} of "
+                         f"{scored['rows']:,} applications scored in {scored['seconds']:.1f} s "
+                         f"({scored['rows'] / scored['seconds']:,.0f} rows/s), peak "
+                         f"{_gib(scored['peak_bytes'])} GiB.")
+        if ranked:
+            lines.append(f"- Ranking with actions followed in the raw data on {engine}: "
+                         f"{ranked['rows']:,} members in {ranked['seconds']:.1f} s, peak "
+                         f"{_gib(ranked['peak_bytes'])} GiB.")
     spark = by.get(("training_set", "spark"))
     if duck and spark:
         lines.append(f"- Spark against DuckDB on one machine, training set: "
@@ -451,6 +483,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream", action="store_true", help="generate with the streaming generator")
     parser.add_argument("--work", type=Path, default=None, help="keep the data here (default: a temporary folder)")
     parser.add_argument("--doc", type=Path, default=DOC)
+    parser.add_argument("--resume", action="store_true",
+                        help="with --work: keep the stages an earlier run there finished, run the rest")
     parser.add_argument("--append", action="store_true",
                         help="add this run to the doc's runs instead of replacing them (a second size)")
     # the child's own arguments
@@ -475,6 +509,11 @@ def main(argv: list[str] | None = None) -> None:
         results, skipped = [], []
 
         def step(stage: str, engine: str = "duckdb") -> None:
+            kept = measured_before(stage, work, engine) if args.resume else None
+            if kept:
+                results.append({**kept, "resumed": True})
+                say(f"{stage} on {engine}: kept from {kept.get('measured_at', 'an earlier run')}")
+                return
             say(f"{stage} on {engine}")
             try:
                 results.append(run_stage(stage, work, engine, extra))

@@ -47,6 +47,8 @@ REFERENCE_APPLICATION = {"amount_vnd": REFERENCE_AMOUNT_VND, "term_months": REFE
 N_REASONS = 3
 N_ACTIONS = 3
 ROW_GROUP = 50_000
+# Members ranked at once on one machine (rank_members): bounds the memory of following the levers.
+BATCH_MEMBERS = 100_000
 # Percentiles within each group of members (percentile_within), column by column.
 GROUPS = ("cooperative_id", "province", "business_sector")
 PERCENTILES = ("pct_cooperative", "pct_province", "pct_sector")
@@ -223,10 +225,26 @@ def rank_rows(scorer, clean_dir: Path, ids: np.ndarray, history: np.ndarray, gro
     return frame
 
 
+def cooperative_batches(cooperative_id: pd.Series, batch_members: int) -> list[np.ndarray]:
+    """Row positions in batches of whole cooperatives, each of about `batch_members` members (a
+    cooperative larger than that is a batch of its own); members without a cooperative go with
+    the last batch. Every row is in exactly one batch, in the original order within it."""
+    if batch_members < 1:
+        raise ValueError(f"batch_members must be at least 1, got {batch_members}")
+    sizes = cooperative_id.value_counts(sort=False).sort_index()
+    batch_of_coop = pd.Series((sizes.cumsum() - sizes).to_numpy() // batch_members, index=sizes.index)
+    batch = cooperative_id.map(batch_of_coop).fillna(batch_of_coop.max() if len(sizes) else 0)
+    return [np.flatnonzero(batch.to_numpy() == b) for b in np.unique(batch.to_numpy())]
+
+
 def rank_members(paths: Paths, as_of: date | None = None,
-                 progress: Callable[[str], None] | None = None, scorer=None) -> RankingRun:
+                 progress: Callable[[str], None] | None = None, scorer=None,
+                 batch_members: int = BATCH_MEMBERS) -> RankingRun:
     """Rank every member of the snapshot as of `as_of` (default: the snapshot date) and write the
-    run to the history, replacing an earlier run for the same date."""
+    run to the history, replacing an earlier run for the same date. Members are ranked in batches
+    of whole cooperatives of about `batch_members` (the actions follow each lever in the raw
+    data, whose copy grows with the members at once: 10^6 at once exceed 24 GiB); the
+    percentiles are taken over every batch together."""
     say = progress or (lambda message: None)
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -245,8 +263,20 @@ def rank_members(paths: Paths, as_of: date | None = None,
     timings["history"] = time.perf_counter() - t
 
     members = pd.read_parquet(paths.clean / "members.parquet", columns=["member_id", *GROUPS])
-    frame = rank_rows(scorer, paths.clean, ids, history,
-                      members.set_index("member_id").reindex(ids), as_of, say, timings)
+    groups = members.set_index("member_id").reindex(ids)
+    batches = cooperative_batches(groups["cooperative_id"], batch_members)
+    parts = []
+    for number, rows in enumerate(batches, start=1):
+        if len(batches) > 1:
+            say(f"batch {number} of {len(batches)}: {len(rows):,} members of whole cooperatives")
+        steps: dict[str, float] = {}
+        # one batch: the whole data, as always; several: each on a DuckDB holding only its
+        # cooperatives' rows (the Spark partition's scope, tested equal), so memory stays bounded
+        parts.append(rank_rows(scorer, paths.clean, ids[rows], history[rows], groups.iloc[rows],
+                               as_of, say, steps, scoped_advice=len(batches) > 1))
+        for key, seconds in steps.items():
+            timings[key] = timings.get(key, 0.0) + seconds
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     t = time.perf_counter()
     for column, group in zip(PERCENTILES, GROUPS):
         frame[column] = percentile_within(frame["score"], frame[group]).to_numpy()

@@ -150,6 +150,28 @@ def test_tier_cut_offs_are_grade_bounds_or_whole_scores_with_the_documented_pd()
     assert tiers.max_pd(600) == pytest.approx(1 / 51)  # the scale's anchor: odds 50:1
 
 
+def test_ranking_in_batches_of_cooperatives_equals_ranking_all_at_once(pipeline_home, scorer, run):
+    # several batches: each follows the levers on a DuckDB holding only its cooperatives' rows
+    batched = rank.rank_members(pipeline_home, scorer=scorer, batch_members=700)
+    assert len(rank.cooperative_batches(batched.frame["cooperative_id"], 700)) > 2
+    once = run.frame.sort_values("member_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(batched.frame.sort_values("member_id").reset_index(drop=True), once)
+    assert (once["action_1"].notna()).any()  # the comparison covers followed advice, not only scores
+
+
+def test_cooperative_batches_keep_cooperatives_whole_and_every_row_once():
+    coop = pd.Series(["b", "a", "b", "c", "a", "d", "b", "e"])
+    batches = rank.cooperative_batches(coop, 3)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(len(coop)))  # each row once
+    for b in batches:
+        assert set(coop.iloc[b]).isdisjoint(set(coop.drop(coop.index[b])))  # no cooperative split
+    assert len(batches) > 1
+    assert len(rank.cooperative_batches(coop, 100)) == 1
+    with pytest.raises(ValueError, match="batch_members"):
+        rank.cooperative_batches(coop, 0)
+
+
 def test_rerun_replaces_and_another_date_appends(pipeline_home, scorer, run):
     member = run.frame.loc[run.frame["status"] == "ranked", "member_id"].iloc[0]
     again = rank.rank_members(pipeline_home, scorer=scorer)  # same as-of: replaces
