@@ -226,9 +226,10 @@ def rank_rows(scorer, clean_dir: Path, ids: np.ndarray, history: np.ndarray, gro
 
 
 def cooperative_batches(cooperative_id: pd.Series, batch_members: int) -> list[np.ndarray]:
-    """Row positions in batches of whole cooperatives, each of about `batch_members` members (a
-    cooperative larger than that is a batch of its own); members without a cooperative go with
-    the last batch. Every row is in exactly one batch, in the original order within it."""
+    """Row positions in batches of whole cooperatives: a batch starts at every `batch_members`-th
+    member in cooperative order, so it holds about that many, at most that many plus one
+    cooperative's members. Members without a cooperative go with the last batch. Every row is in
+    exactly one batch, in the original order within it."""
     if batch_members < 1:
         raise ValueError(f"batch_members must be at least 1, got {batch_members}")
     sizes = cooperative_id.value_counts(sort=False).sort_index()
