@@ -36,6 +36,9 @@ from ranking import rank
 from scoring.scorer import Champions
 from settings import Paths
 
+# What each partition answers: the ranking's columns but the percentiles (taken over all partitions).
+WITHOUT_PERCENTILES = pa.schema([f for f in rank.RANKING_SCHEMA if f.name not in rank.PERCENTILES])
+
 
 def percentile_column(score, group):
     """ranking.rank.percentile_within as a Spark column: 100 * (members of the group scoring
@@ -93,9 +96,8 @@ def rank_members_spark(paths: Paths, engine, as_of: date | None = None,
     rows = (features.select(F.col("entity_id").alias("member_id"), *columns)
             .join(members, "member_id", "left")
             .repartition(rank.GROUPS[0]))  # whole cooperatives: one scope of raw rows per partition
-    without = pa.schema([f for f in rank.RANKING_SCHEMA if f.name not in rank.PERCENTILES])
     state = spark.sparkContext.broadcast((champions, str(paths.clean), as_of, columns))
-    ranked = rows.mapInArrow(partial(_rank_partition, state), from_arrow_schema(without))
+    ranked = rows.mapInArrow(partial(_rank_partition, state), from_arrow_schema(WITHOUT_PERCENTILES))
     ranked = ranked.select(*[percentile_column(F.col("score"), F.col(group)).alias(column)
                              if column in rank.PERCENTILES else F.col(column)
                              for column, group in _with_groups(rank.RANKING_SCHEMA.names)])
@@ -131,8 +133,8 @@ def _rank_partition(state, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Rec
     history = frame[columns].to_numpy(dtype=np.float64, na_value=np.nan)
     out = rank.rank_rows(champions, Path(clean_dir), ids, history, frame[list(rank.GROUPS)], as_of,
                          scoped_advice=True)
-    without = pa.schema([f for f in rank.RANKING_SCHEMA if f.name not in rank.PERCENTILES])
-    yield from pa.Table.from_pandas(out[without.names], schema=without, preserve_index=False).to_batches()
+    yield from pa.Table.from_pandas(out[WITHOUT_PERCENTILES.names], schema=WITHOUT_PERCENTILES,
+                                    preserve_index=False).to_batches()
 
 
 def _staged(staging: Path) -> Iterator[pa.Table]:

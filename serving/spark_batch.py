@@ -121,6 +121,7 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
     say("reading the applications", 0.0)
     numbered = numbered_rows(_read(spark, input_path)).persist()
     staging = paths.home / "spark-staging" / uuid.uuid4().hex
+    features = state = None
     try:
         total = numbered.count()
         keyed = numbered.mapInArrow(_keys, StructType(
@@ -139,7 +140,7 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
         samples = {s: features.where(F.col("entity_type") == s).select(*columns).limit(SAMPLE_ROWS)
                    .toPandas().to_numpy(dtype=np.float64, na_value=np.nan) for s in champions.plans}
         explainers = batch._explainers(champions, samples=samples)
-        consents = (_ask_consents(keyed, subjects, for_lender, champions) if for_lender else None)
+        consents = (_ask_consents(keyed, subjects, for_lender) if for_lender else None)
         joined = (keyed
                   .join(subjects.select(F.col("entity_type").alias(KEY_TYPE), F.col("entity_id").alias(KEY_ID),
                                         F.col("legal_form").alias(LEGAL_FORM)), [KEY_TYPE, KEY_ID], "left")
@@ -152,9 +153,11 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
         counts, errors = batch.write_results(
             _staged(staging, chunk_rows), output_path, total, for_lender,
             lambda fraction: say("writing the output", 0.8 + 0.2 * fraction))
-        features.unpersist()
-        state.destroy()
-    finally:
+    finally:  # the cached rows and the broadcast go, whether the job finished or not
+        if features is not None:
+            features.unpersist()
+        if state is not None:
+            state.destroy()
         numbered.unpersist()
         shutil.rmtree(staging, ignore_errors=True)
     return BatchFileReport(input_path, output_path, total, counts["scored"],
@@ -220,7 +223,7 @@ def _platform_subjects(spark, clean_dir: Path):
     return members.unionByName(coops)
 
 
-def _ask_consents(keyed, subjects, for_lender: ForLender, champions) -> DecidedConsents:
+def _ask_consents(keyed, subjects, for_lender: ForLender) -> DecidedConsents:
     """Disclosure.refusal on the driver for every distinct subject of the file (of a valid
     subject type: only those reach the consent step)."""
     from pyspark.sql import functions as F
