@@ -145,3 +145,15 @@ def test_ingest_refuses_an_unknown_engine_before_reading_anything(tmp_path):
         ingest(tmp_path / "nowhere", tmp_path / "clean", tmp_path / "quarantine", engine="polars")
     with pytest.raises(ValueError, match="engine='spark'"):
         ingest(tmp_path / "nowhere", tmp_path / "clean", tmp_path / "quarantine", spark_master="local[2]")
+
+
+def test_folders_of_parts_are_refused_on_spark_before_anything_is_written(tmp_path):
+    from coopscore.synthetic import generate
+
+    raw = tmp_path / "raw"
+    generate(raw, members=200, cooperatives=10, seed=5, stream=True)
+    assert (raw / "transactions").is_dir()
+    with pytest.raises(IngestError, match="transactions/.*folders of Parquet parts.*on this machine"):
+        ingest(raw, tmp_path / "clean", tmp_path / "quarantine", received_at=RECEIVED_AT,
+               engine="spark", spark_master="local[2]")
+    assert not (tmp_path / "clean").exists()
