@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.machine import cpu_and_memory
+from features.catalogue import WINDOWS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks-scale.md"
@@ -45,7 +46,6 @@ NATIONWIDE_TRANSACTIONS = 10**10  # the upper end of a year's transactions, nati
 NATIONWIDE_MEMBERS = 6_170_000
 RECEIVED_AT = "2026-11-30T12:00:00"  # after the generated data, fixed for repeatability
 TITLE = "# Nationwide scale, measured\n\nWritten by `make benchmark-scale` (benchmarks/scale.py); one section per run.\n"
-BASELINE_WINDOWS = (30, 90, 180, 365)  # features.catalogue.WINDOWS: the columns the baseline computes
 
 
 def say(text: str) -> None:
@@ -291,7 +291,7 @@ def window_baseline(clean_dir: Path, spine):
         # integer dong summed exactly (a float cumulative sum of 10^8 amounts loses the small windows)
         amount = np.concatenate([[0], np.cumsum(tx["amount_vnd"].to_numpy()[mine][order], dtype=np.int64)])
         hi = np.searchsorted(key, codes * shift + as_of_day, side="left")
-        for window in BASELINE_WINDOWS:
+        for window in WINDOWS:  # the catalogue's windows: the columns the baseline computes
             lo = np.searchsorted(key, codes * shift + as_of_day - window, side="left")
             out[f"{name}_sum_{window}d"] = np.where(known, amount[hi] - amount[lo], 0).astype(float)
             out[f"{name}_count_{window}d"] = np.where(known, hi - lo, 0)
