@@ -166,12 +166,6 @@ def ingest(raw_dir: Path, clean_dir: Path, quarantine_dir: Path, received_at: da
         raise ValueError(f"batch_rows ({batch_rows}) and memory_mb ({memory_mb}) must be at least 1")
     now = rules.local_time(received_at)
     sources = locate_sources(raw_dir)  # every file-level problem is raised here, before any write
-    folders = [f"{t}/" for t, s in sources.items() if s is not None and s.is_dir()]
-    if engine == "spark" and folders:  # Spark numbers rows within one file: parts would collide
-        raise IngestError(
-            f"{', '.join(folders)} delivered as folders of Parquet parts, which ingest on Spark does "
-            "not read yet (it numbers rows within one file); ingest them on this machine (`coopscore "
-            "ingest` without --engine spark, bounded memory at any size) or deliver one file per table")
     clean_dir.mkdir(parents=True, exist_ok=True)
     quarantine_dir.mkdir(parents=True, exist_ok=True)
 

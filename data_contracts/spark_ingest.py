@@ -37,7 +37,7 @@ from data_contracts import duplicates, rules
 from data_contracts.contracts import CONTRACTS, Contract
 from data_contracts.ingest import (ARROW_TYPES, BatchWriter, IngestError, TableReport, _pandas_type,
                                    as_arrow, clean_schema, judge_batch, parse_table, quarantine_schema,
-                                   read_header)
+                                   parquet_parts, read_header)
 from settings.spark import start_session
 
 SOURCE_ROW = duplicates.SOURCE_ROW
@@ -123,18 +123,56 @@ def _judge_on_executors(session, table, contract, source, header, raw_schema, pa
 # ---- reading the raw file ---------------------------------------------------------------------
 
 def _raw_schema(source: Path, header: list[str]) -> pa.Schema:
-    """The Arrow types `ingest.read_batches` reads the file with: a Parquet file's own, text for CSV."""
+    """The Arrow types `ingest.read_batches` reads the file with: a Parquet file's own (a folder's
+    parts must agree on them, as Spark reads them as one table), text for CSV."""
+    if source.is_dir():
+        parts = parquet_parts(source)
+        schema = pq.read_schema(parts[0]).remove_metadata()
+        for part in parts[1:]:
+            other = pq.read_schema(part).remove_metadata()
+            if not other.equals(schema):
+                raise IngestError(
+                    f"the parts of {source} do not have the same column types: "
+                    f"{parts[0].relative_to(source)} has {schema}, {part.relative_to(source)} has "
+                    f"{other}. Re-export the table with one type per column")
+        return schema
     if source.suffix == ".parquet":
         return pq.read_schema(source).remove_metadata()
     return pa.schema([(c, pa.string()) for c in header])
 
 
+def _numbered_parts(session, folder: Path, header: list[str]):
+    """A folder of Parquet parts as one frame, its rows numbered over the parts in
+    `ingest.parquet_parts` order (as the single-machine path numbers them): a part's first row is
+    the number of rows in the parts before it. The parts are read as a list of files, so folder
+    names (month=2024-01/) are not columns, as on one machine."""
+    from pyspark.sql import functions as F
+
+    parts = [p.absolute() for p in parquet_parts(folder)]
+    offsets, total = [], 0
+    for part in parts:
+        offsets += [F.lit(str(part)), F.lit(total)]
+        total += pq.ParquetFile(part).metadata.num_rows
+    frame = session.read.parquet(*[str(p) for p in parts])
+    # Spark names a file by its URI (file:/a/b%20c.parquet): decoded back to the path given ('+'
+    # kept, not read as a space), it finds its part's offset; a file without one stops the ingest.
+    path = F.expr("url_decode(replace(regexp_replace(_metadata.file_path, '^file:/+', '/'), '+', '%2B'))")
+    offset = F.create_map(*offsets)[path]
+    numbered = F.when(offset.isNull(), F.raise_error(F.concat(
+        F.lit(f"ingest bug: Spark read a file of {folder} that is not one of its parts: "), path))
+                      ).otherwise(offset + F.col("_metadata.row_index"))
+    return frame.select(*[F.col(f"`{c}`") for c in header], numbered.alias(SOURCE_ROW))
+
+
 def _read_raw(session, source: Path, header: list[str]):
-    """The raw rows with their `source_row`, numbered from 0 in the file's order."""
+    """The raw rows with their `source_row`, numbered from 0 in the file's order (a folder's: over
+    its parts, in order)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
-    if source.suffix == ".parquet":
+    if source.is_dir():
+        numbered = _numbered_parts(session, source, header)
+    elif source.suffix == ".parquet":
         frame = session.read.parquet(str(source))
         numbered = frame.select(*[F.col(f"`{c}`") for c in header],
                                 F.col("_metadata.row_index").alias(SOURCE_ROW))

@@ -147,13 +147,19 @@ def test_ingest_refuses_an_unknown_engine_before_reading_anything(tmp_path):
         ingest(tmp_path / "nowhere", tmp_path / "clean", tmp_path / "quarantine", spark_master="local[2]")
 
 
-def test_folders_of_parts_are_refused_on_spark_before_anything_is_written(tmp_path):
+def test_folders_of_parts_are_numbered_and_judged_on_spark_as_on_one_machine(spark, tmp_path):
+    """What `generate --stream` writes: transactions and e-invoices as folders of Parquet parts
+    (month=.../province=.../part-N.parquet, spaces and Vietnamese letters in the names). Spark
+    numbers every row over the parts in the single-machine order, so the quarantine's source rows,
+    the duplicates' first rows and the verdicts are the same; folder names are not columns."""
     from coopscore.synthetic import generate
 
     raw = tmp_path / "raw"
-    generate(raw, members=200, cooperatives=10, seed=5, stream=True)
-    assert (raw / "transactions").is_dir()
-    with pytest.raises(IngestError, match="transactions/.*folders of Parquet parts.*on this machine"):
-        ingest(raw, tmp_path / "clean", tmp_path / "quarantine", received_at=RECEIVED_AT,
-               engine="spark", spark_master="local[2]")
-    assert not (tmp_path / "clean").exists()
+    generate(raw, members=300, cooperatives=12, seed=5, stream=True, dirty=True)
+    assert (raw / "transactions").is_dir() and (raw / "e_invoices").is_dir()
+    assert any(" " in p.as_posix() for p in (raw / "transactions").rglob("*.parquet"))
+    on_duckdb, on_spark = both_paths(raw, tmp_path)
+    refused = {t.table: t.reasons for t in on_duckdb.tables}
+    assert refused["transactions"].get("duplicate_key", 0) > 0, refused["transactions"]
+    assert_same_reports(on_duckdb, on_spark)
+    assert_same_files(tmp_path, CONTRACTS)
