@@ -44,7 +44,8 @@ def start_session(master: str | None = None, shuffle_partitions: int | None = No
         builder = builder.master(url)
     if (url or "local").startswith("local") and not os.environ.get("SPARK_DRIVER_MEMORY"):
         # in local mode the driver's JVM is the executor: Spark's default heap (1 GiB) spills and
-        # collects garbage through every feature build (50,000 rows: 126 s at 1 GiB, 89 s at 8)
+        # collects garbage through every feature build (training set of 50,000 rows, two runs
+        # each: 115 s at 1 GiB, 94-108 s at 8)
         builder = builder.config("spark.driver.memory", local_driver_memory())
     builder = (builder.config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.legacy.parquet.nanosAsLong", "true")
