@@ -15,20 +15,11 @@ def _master(master: str | None) -> str | None:
     return master or os.environ.get("SPARK_MASTER") or os.environ.get("MASTER")
 
 
-def local_driver_memory() -> str:
-    """The heap of a local session's JVM, unless SPARK_DRIVER_MEMORY says otherwise: a third of
-    this machine's memory, at most 8 GiB (the rest stays for Python's side: pandas frames in and
-    out, the Arrow batches of mapInArrow)."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return f"{min(8 * 1024, total // 3 // 2**20)}m"
-
-
 def start_session(master: str | None = None, shuffle_partitions: int | None = None):
     """A Spark session (created, or the running one) as coopscore uses it: time zone UTC, nanosecond
     Parquet timestamps read as longs (the contracts' tables hold them; callers turn them back),
     Arrow between pandas and the JVM (the spine in, feature rows out: row-by-row pickling of 10^6
-    rows takes minutes), no console progress; on a local master, a heap sized to the machine
-    (local_driver_memory). Raises RuntimeError when PySpark is not installed."""
+    rows takes minutes), no console progress. Raises RuntimeError when PySpark is not installed."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:  # pragma: no cover - the extra is part of `make install`
@@ -42,11 +33,6 @@ def start_session(master: str | None = None, shuffle_partitions: int | None = No
     url = _master(master)
     if url:  # otherwise Spark's own: spark-submit --master, spark-defaults.conf, else local[*]
         builder = builder.master(url)
-    if (url or "local").startswith("local") and not os.environ.get("SPARK_DRIVER_MEMORY"):
-        # in local mode the driver's JVM is the executor: Spark's default heap (1 GiB) spills and
-        # collects garbage through every feature build (training set of 50,000 rows, two runs
-        # each: 115 s at 1 GiB, 94-108 s at 8)
-        builder = builder.config("spark.driver.memory", local_driver_memory())
     builder = (builder.config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.legacy.parquet.nanosAsLong", "true")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
