@@ -215,6 +215,16 @@ def _load_champions(paths: Paths) -> dict[str, LoadedModel | None]:
     return models
 
 
+# Every member and cooperative on the platform, with its legal form for the Decree 156 limit (a
+# member's type; a cooperative is one): the one rule every scorer reads, as SQL text both engines
+# run (DuckDB here, Spark SQL in serving.spark_batch) over the accepted tables' views.
+PLATFORM_SUBJECTS_SQL = """
+    SELECT 'member' AS entity_type, member_id AS entity_id, member_type AS legal_form FROM members
+    UNION ALL
+    SELECT 'cooperative' AS entity_type, cooperative_id AS entity_id, 'cooperative' AS legal_form
+    FROM cooperatives"""
+
+
 class Scorer(Champions):
     """The champions over the snapshot: every subject's history in memory (one float64 matrix
     per subject type, id -> row in a dict), the platform's subjects, and history on demand on
@@ -235,14 +245,13 @@ class Scorer(Champions):
             self.matrix[subject] = np.ascontiguousarray(part[self.columns].to_numpy(dtype=np.float64))
             self.ids[subject] = pd.Index(part["entity_id"].to_numpy())
             self.row[subject] = {k: i for i, k in enumerate(part["entity_id"])}
-        members = pd.read_parquet(paths.clean / "members.parquet",
-                                  columns=["member_id", "member_type"])
-        self.member_type = dict(zip(members["member_id"], members["member_type"]))
-        coops = pd.read_parquet(paths.clean / "cooperatives.parquet", columns=["cooperative_id"])
-        self.cooperatives = set(coops["cooperative_id"])
         # one DuckDB with views over the accepted data; each serving thread gets its own cursor
         # (a DuckDB connection is not safe to share between threads, and opening one costs ~20 ms)
         self._duckdb = engine.connect(paths.clean)
+        subjects = self._duckdb.execute(PLATFORM_SUBJECTS_SQL).df()
+        members = subjects[subjects["entity_type"] == "member"]
+        self.member_type = dict(zip(members["entity_id"], members["legal_form"]))
+        self.cooperatives = set(subjects.loc[subjects["entity_type"] == "cooperative", "entity_id"])
         self._local = threading.local()
 
     # -- what the service's champion watcher and consent endpoints call -----------------------------

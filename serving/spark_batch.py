@@ -45,7 +45,7 @@ from features import snapshot
 from features.spark_engine import SPINE_COLUMNS
 from scoring import policy
 from scoring.disclosure import Disclosure
-from scoring.scorer import Champions
+from scoring.scorer import PLATFORM_SUBJECTS_SQL, Champions
 from serving import batch
 from serving.batch import (OPTIONAL_COLUMNS, OUTPUT_SCHEMA, REQUIRED_COLUMNS, BatchFileReport,
                            ForLender)
@@ -126,7 +126,7 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
         total = numbered.count()
         keyed = numbered.mapInArrow(_keys, StructType(
             numbered.schema.fields + [StructField(KEY_TYPE, StringType()), StructField(KEY_ID, StringType())]))
-        subjects = _platform_subjects(spark, paths.clean)
+        subjects = spark.sql(PLATFORM_SUBJECTS_SQL)  # the Scorer's rule, on the engine's views
         say("history features on Spark", 0.1)
         spine = (keyed.select(F.col(KEY_TYPE).alias("entity_type"), F.col(KEY_ID).alias("entity_id"))
                  .distinct()
@@ -207,20 +207,6 @@ def _keys(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         frame = b.to_pandas()
         yield (b.append_column(KEY_TYPE, pa.array(batch._text(frame["subject_type"]), pa.string()))
                .append_column(KEY_ID, pa.array(batch._text(frame["subject_id"]), pa.string())))
-
-
-def _platform_subjects(spark, clean_dir: Path):
-    """(entity_type, entity_id, legal_form) of every member and cooperative on the platform: the
-    legal form of the Decree 156 limit (Scorer.legal_form)."""
-    from pyspark.sql import functions as F
-
-    members = spark.read.parquet(str(clean_dir / "members.parquet")).select(
-        F.lit("member").alias("entity_type"), F.col("member_id").alias("entity_id"),
-        F.col("member_type").alias("legal_form"))
-    coops = spark.read.parquet(str(clean_dir / "cooperatives.parquet")).select(
-        F.lit("cooperative").alias("entity_type"), F.col("cooperative_id").alias("entity_id"),
-        F.lit("cooperative").alias("legal_form"))
-    return members.unionByName(coops)
 
 
 def _ask_consents(keyed, subjects, for_lender: ForLender) -> DecidedConsents:
