@@ -100,7 +100,7 @@ def _judge_on_executors(session, table, contract, source, header, raw_schema, pa
     # Whole-table check: the repeated keys, by the same SQL as on DuckDB.
     key_schema = _key_spark_schema(contract)
     keys = raw.select(SOURCE_ROW, *[c for c in contract.key if c in header]).mapInArrow(
-        _parse_keys(contract, raw_schema, source.suffix == ".csv", key_schema), key_schema)
+        _parse_keys(contract, raw_schema, source.suffix == ".csv"), key_schema)
     view = f"coopscore_keys_{table}"
     keys.createOrReplaceTempView(view)
     firsts = session.sql(duplicates.first_rows_sql(view, len(contract.key))) \
@@ -233,7 +233,7 @@ def _key_spark_schema(contract: Contract):
                          for name, key in zip(duplicates.key_columns(contract), contract.key)])
 
 
-def _parse_keys(contract: Contract, raw_schema: pa.Schema, is_csv: bool, key_schema):
+def _parse_keys(contract: Contract, raw_schema: pa.Schema, is_csv: bool):
     fields = [contract.field(k) for k in contract.key]
     types = pa.schema([(SOURCE_ROW, pa.int64())]
                       + [(name, _travel_type(f.dtype))

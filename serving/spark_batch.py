@@ -117,12 +117,15 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
                                 "--engine spark` first (offline scores are as of its date)")
     as_of = snapshot.snapshot_date(paths.features)
     spark = engine.session
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(chunk_rows))
-    say("reading the applications", 0.0)
-    numbered = numbered_rows(_read(spark, input_path)).persist()
+    # Arrow batches of one chunk each, for this job only: the session's setting is restored after
+    batch_size = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    batch_size_before = spark.conf.get(batch_size, None)
     staging = paths.home / "spark-staging" / uuid.uuid4().hex
-    features = state = None
+    numbered = features = state = None
     try:
+        spark.conf.set(batch_size, str(chunk_rows))
+        say("reading the applications", 0.0)
+        numbered = numbered_rows(_read(spark, input_path)).persist()
         total = numbered.count()
         keyed = numbered.mapInArrow(_keys, StructType(
             numbered.schema.fields + [StructField(KEY_TYPE, StringType()), StructField(KEY_ID, StringType())]))
@@ -158,8 +161,13 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
             features.unpersist()
         if state is not None:
             state.destroy()
-        numbered.unpersist()
+        if numbered is not None:
+            numbered.unpersist()
         shutil.rmtree(staging, ignore_errors=True)
+        if batch_size_before is None:
+            spark.conf.unset(batch_size)
+        else:
+            spark.conf.set(batch_size, batch_size_before)
     return BatchFileReport(input_path, output_path, total, counts["scored"],
                            counts["insufficient_history"], counts["rejected"],
                            time.perf_counter() - started, as_of,

@@ -114,8 +114,12 @@ def test_a_file_scored_on_spark_is_the_file_scored_on_one_machine(pipeline_home,
     started = time.perf_counter()
     single = score_file(pipeline_home, src, one, chunk_rows=100)
     seen = []
+    batch_size = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    spark.session.conf.set(batch_size, "777")  # the job's own batch size must not outlive it
     on_spark = score_file_spark(pipeline_home, src, other, spark, chunk_rows=100,
                                 progress=lambda step, f: seen.append(f))
+    assert spark.session.conf.get(batch_size) == "777"
+    spark.session.conf.unset(batch_size)
     print(f"\nSpark scoring of {len(applications)} rows: {on_spark.seconds:.1f} s "
           f"(one machine {single.seconds:.1f} s, both {time.perf_counter() - started:.1f} s)")
     a, b = (pd.read_csv(p) for p in (one, other))
