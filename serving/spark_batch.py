@@ -121,14 +121,16 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
     batch_size = "spark.sql.execution.arrow.maxRecordsPerBatch"
     batch_size_before = spark.conf.get(batch_size, None)
     staging = paths.home / "spark-staging" / uuid.uuid4().hex
-    numbered = features = state = None
+    numbered = keyed = features = state = None
     try:
         spark.conf.set(batch_size, str(chunk_rows))
         say("reading the applications", 0.0)
         numbered = numbered_rows(_read(spark, input_path)).persist()
         total = numbered.count()
+        # kept: the spine, the consents and the join read it, and each would run _keys again
         keyed = numbered.mapInArrow(_keys, StructType(
-            numbered.schema.fields + [StructField(KEY_TYPE, StringType()), StructField(KEY_ID, StringType())]))
+            numbered.schema.fields + [StructField(KEY_TYPE, StringType()), StructField(KEY_ID, StringType())])
+        ).persist()
         subjects = spark.sql(PLATFORM_SUBJECTS_SQL)  # the Scorer's rule, on the engine's views
         say("history features on Spark", 0.1)
         spine = (keyed.select(F.col(KEY_TYPE).alias("entity_type"), F.col(KEY_ID).alias("entity_id"))
@@ -161,8 +163,9 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
             features.unpersist()
         if state is not None:
             state.destroy()
-        if numbered is not None:
-            numbered.unpersist()
+        for kept in (numbered, keyed):
+            if kept is not None:
+                kept.unpersist()
         shutil.rmtree(staging, ignore_errors=True)
         if batch_size_before is None:
             spark.conf.unset(batch_size)
