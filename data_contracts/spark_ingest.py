@@ -151,7 +151,7 @@ def _numbered_parts(session, folder: Path, header: list[str]):
     parts = [p.absolute() for p in parquet_parts(folder)]
     offsets, total = [], 0
     for part in parts:
-        offsets += [F.lit(str(part)), F.lit(total)]
+        offsets += [F.lit(str(part)), F.lit(total).cast("long")]  # one type past 2^31 rows too
         total += pq.ParquetFile(part).metadata.num_rows
     frame = session.read.parquet(*[str(p) for p in parts])
     # Spark names a file by its URI (file:/a/b%20c.parquet): decoded back to the path given ('+'
