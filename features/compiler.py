@@ -12,13 +12,17 @@ every history feature as a DOUBLE. Its shape, per source used:
 then one `joined` row per spine row, and each feature's expression over it. Identical inputs
 declared by several features are computed once.
 
-Dialects: DuckDB runs it today; the Spark SQL mapping is the same query with Spark's date
-functions, median and inline tables (Spark 3.5), for when the pipeline outgrows one machine: it is
-written from Spark's SQL reference and not yet run on Spark (a later item of issue 17).
-Declarations never hold a dialect-specific function: only this mapping does.
+The query comes as its named steps (HistoryQuery): DuckDB runs them as one WITH statement and
+materialises a CTE read twice by itself; Spark inlines a CTE at every reader, so its engine
+(features.spark_engine) runs the steps one by one and keeps those several steps read.
+
+Dialects: DuckDB and Spark SQL (PySpark 4) run the same query; the Spark mapping differs in its
+date functions, median, distinct counts and inline tables. Declarations never hold a
+dialect-specific function: only this mapping does.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,6 +43,8 @@ class Dialect:
     month_start_sql: str  # the first day of {0}'s month, a DATE
     month_of_sql: str  # {0}'s month number, 1-12
     median_sql: str  # the median of {0} (interpolated between the two middle values)
+    # the number of distinct non-null values of {0}, {1} the aggregate's FILTER clause or ""
+    count_distinct_sql: str
     values_sql: str  # an inline table: {0} the rows "(a, b), (c, d)", {1} alias(columns)
 
     def days_between(self, start: str, end: str) -> str:
@@ -62,6 +68,9 @@ class Dialect:
     def median(self, x: str) -> str:
         return self.median_sql.format(x)
 
+    def count_distinct(self, x: str, condition: str) -> str:
+        return self.count_distinct_sql.format(x, f" FILTER (WHERE {condition})" if condition else "")
+
     def values(self, rows: Iterable[tuple], alias: str, columns: Iterable[str]) -> str:
         body = ", ".join("(" + ", ".join(_literal(x) for x in row) + ")" for row in rows)
         return self.values_sql.format(body, f"{alias}({', '.join(columns)})")
@@ -72,7 +81,8 @@ DUCKDB = Dialect(
     days_before_sql="{0} - INTERVAL {1} DAY", months_before_sql="{0} - INTERVAL {1} MONTH",
     months_between_sql="date_diff('month', {0}, {1})",
     month_start_sql="CAST(date_trunc('month', {0}) AS DATE)", month_of_sql="month({0})",
-    median_sql="MEDIAN({0})", values_sql="(VALUES {0}) AS {1}")
+    median_sql="MEDIAN({0})", count_distinct_sql="COUNT(DISTINCT {0}){1}",
+    values_sql="(VALUES {0}) AS {1}")
 SPARK = Dialect(
     "spark", days_between_sql="datediff({1}, {0})",
     days_before_sql="date_sub({0}, {1})", months_before_sql="add_months({0}, -{1})",
@@ -80,7 +90,10 @@ SPARK = Dialect(
     # between a month's end and a month's start
     months_between_sql="((year({1}) - year({0})) * 12 + month({1}) - month({0}))",
     month_start_sql="trunc({0}, 'MM')", month_of_sql="month({0})",
-    median_sql="percentile({0}, 0.5)", values_sql="VALUES {0} AS {1}")
+    median_sql="percentile({0}, 0.5)",
+    # a set per group, not COUNT(DISTINCT): Spark expands every row once per distinct aggregate
+    # with its own filter (three here, so 4x the rows), 2.5x slower (docs/scaling.md)
+    count_distinct_sql="size(collect_set({0}){1})", values_sql="VALUES {0} AS {1}")
 DIALECTS = {d.name: d for d in (DUCKDB, SPARK)}
 
 
@@ -106,11 +119,13 @@ def _check_window(source: Source, window: Window | None, what: str) -> None:
                          f"{source.history} back")
 
 
-def _aggregate_sql(a: Aggregate) -> str:
+def _aggregate_sql(a: Aggregate, d: Dialect) -> str:
     _check_window(a.source, a.window, f"{a.how}({a.of})")
     cond = _conditions(a.where, _window_sql(a.window, a.source.age))
-    func = {"sum": "SUM", "count": "COUNT", "min": "MIN", "max": "MAX"}.get(a.how)
-    expr = f"COUNT(DISTINCT {a.of})" if a.how == "count_distinct" else f"{func}({a.of})"
+    if a.how == "count_distinct":
+        return d.count_distinct(a.of, cond)
+    func = {"sum": "SUM", "count": "COUNT", "min": "MIN", "max": "MAX"}[a.how]
+    expr = f"{func}({a.of})"
     if cond:
         expr += f" FILTER (WHERE {cond})"
     return f"COALESCE({expr}, 0)" if a.how == "sum" else expr
@@ -154,9 +169,43 @@ class _Plan:
         return self.column[item]
 
 
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Stage 1's query as named steps in dependency order, each a SELECT over the tables, `spine`
+    and the steps before it, and a final SELECT over the steps (in no order: `sql` sorts)."""
+    steps: tuple[tuple[str, str], ...]
+    select: str
+
+    @property
+    def sql(self) -> str:
+        """The whole query, rows sorted by spine_id: each step a CTE of one WITH."""
+        return ("WITH\n    " + ",\n    ".join(f"{name} AS ({body})" for name, body in self.steps)
+                + "\n" + self.select + "    ORDER BY spine_id\n")
+
+    def readers(self, name: str) -> int:
+        """How many later steps (the final SELECT included) read step `name`."""
+        word = re.compile(rf"\b{re.escape(name)}\b")
+        later = [body for step, body in self.steps if step != name] + [self.select]
+        return sum(bool(word.search(body)) for body in later)
+
+    @property
+    def shared_steps(self) -> tuple[str, ...]:
+        """The steps several later steps read. An engine that inlines each CTE where it is read
+        (Spark) computes such a step once per reader: the spine's join to the transactions, the
+        costliest step, five times. DuckDB materialises them itself; Spark keeps them
+        (features.spark_engine)."""
+        return tuple(name for name, _ in self.steps if self.readers(name) > 1)
+
+
 def history_sql(features: Iterable[Feature], measures: Iterable[Measure] = (),
                 dialect: Dialect = DUCKDB) -> str:
     """The query computing `measures` and `features` (history features only) for table `spine`."""
+    return history_query(features, measures, dialect).sql
+
+
+def history_query(features: Iterable[Feature], measures: Iterable[Measure] = (),
+                  dialect: Dialect = DUCKDB) -> HistoryQuery:
+    """`history_sql`'s query as its steps (HistoryQuery)."""
     features = [f for f in features if f.is_history]
     measures = list(measures)
     plan = _Plan(dialect)
@@ -165,21 +214,21 @@ def history_sql(features: Iterable[Feature], measures: Iterable[Measure] = (),
         refs = {key: plan.add(inp, f"{item.name}__{key}") for key, inp in item.inputs}
         outputs.append((item.name, item.expression.format(**refs), cast))
     d = dialect
-    ctes: list[str] = []
+    steps: list[tuple[str, str]] = []
     keyed = any(s.grain == COOPERATIVE_MONTH for s in plan.by_source)
     if keyed or SUBJECT_ROW in plan.by_source:
         plan.by_source.setdefault(SUBJECT_ROW, [])
     for source in plan.by_source:
         for name, cols, rows in source.references:
-            ctes.append(f"{name} AS (SELECT * FROM {d.values(rows, name[0], cols)})")
+            steps.append((name, f"SELECT * FROM {d.values(rows, name[0], cols)}"))
     # the subject's row first: the cooperative keys come from it
     order = sorted(plan.by_source, key=lambda s: (s.grain != SUBJECT, s.grain == COOPERATIVE_MONTH))
     joins: list[str] = []
     selected: list[str] = []
     for source in order:
-        ctes.append(f"src_{source.name} AS ({source.rows(d, source.history)}\n    )")
+        steps.append((f"src_{source.name}", f"{source.rows(d, source.history)}\n    "))
         if source.grain == SUBJECT:
-            ctes.append("coop_keys AS (SELECT DISTINCT coop_id, month_start FROM src_subject)")
+            steps.append(("coop_keys", "SELECT DISTINCT coop_id, month_start FROM src_subject"))
             joins.append("LEFT JOIN src_subject sj USING (spine_id)")
             selected += [f"sj.{c}" for c in source.columns
                          if any(isinstance(i, Attribute) and i.of == c for i in plan.column)]
@@ -190,23 +239,24 @@ def history_sql(features: Iterable[Feature], measures: Iterable[Measure] = (),
         parts = []  # (cte, alias) of this source's aggregate tables
         aggs = plan.by_source[source]
         if aggs:
-            cols = ",\n        ".join(f"{_aggregate_sql(a)} AS {plan.column[a]}" for a in aggs)
-            ctes.append(f"agg_{source.name} AS (\n      SELECT {key_sql},\n        {cols}\n"
-                        f"      FROM src_{source.name} GROUP BY {key_sql}\n    )")
+            cols = ",\n        ".join(f"{_aggregate_sql(a, d)} AS {plan.column[a]}" for a in aggs)
+            steps.append((f"agg_{source.name}", f"\n      SELECT {key_sql},\n        {cols}\n"
+                          f"      FROM src_{source.name} GROUP BY {key_sql}\n    "))
             parts.append(f"agg_{source.name}")
         for series, stats in plan.series.items():
             if series.source != source:
                 continue
             _check_window(source, series.window, f"series {series.name}")
             cond = _conditions(series.where, _window_sql(series.window, source.age))
-            ctes.append(f"ser_{series.name} AS (\n      SELECT {key_sql}, {series.by} AS bucket, "
-                        f"SUM({series.of}) AS y\n      FROM src_{source.name}"
-                        f"{' WHERE ' + cond if cond else ''}\n"
-                        f"      GROUP BY {key_sql}, {series.by}\n    )")
+            steps.append((f"ser_{series.name}",
+                          f"\n      SELECT {key_sql}, {series.by} AS bucket, "
+                          f"SUM({series.of}) AS y\n      FROM src_{source.name}"
+                          f"{' WHERE ' + cond if cond else ''}\n"
+                          f"      GROUP BY {key_sql}, {series.by}\n    "))
             if stats:
                 cols = ", ".join(f"{_series_stat_sql(s)} AS {plan.column[s]}" for s in stats)
-                ctes.append(f"seragg_{series.name} AS (SELECT {key_sql}, {cols} "
-                            f"FROM ser_{series.name} GROUP BY {key_sql})")
+                steps.append((f"seragg_{series.name}", f"SELECT {key_sql}, {cols} "
+                              f"FROM ser_{series.name} GROUP BY {key_sql}"))
                 parts.append(f"seragg_{series.name}")
         for u in plan.usual:
             if u.source != source:
@@ -216,13 +266,13 @@ def history_sql(features: Iterable[Feature], measures: Iterable[Measure] = (),
             oldest = plan.column[Aggregate(source, "max", source.age)]
             name = f"usual_{plan.column[u]}"
             buckets = d.values(((b,) for b in range(u.first, u.last + 1)), "b", ("bucket",))
-            ctes.append(
-                f"{name} AS (\n      SELECT a.spine_id, {d.median('COALESCE(m.y, 0)')} AS "
+            steps.append((name,
+                f"\n      SELECT a.spine_id, {d.median('COALESCE(m.y, 0)')} AS "
                 f"{plan.column[u]}\n      FROM agg_{source.name} a CROSS JOIN {buckets}\n"
                 f"      LEFT JOIN ser_{u.series.name} m ON m.spine_id = a.spine_id "
                 f"AND m.bucket = b.bucket\n"
                 f"      WHERE (b.bucket + 1) * {u.bucket_days} <= a.{oldest}\n"
-                f"      GROUP BY a.spine_id HAVING COUNT(*) >= {u.at_least}\n    )")
+                f"      GROUP BY a.spine_id HAVING COUNT(*) >= {u.at_least}\n    "))
             parts.append(name)
         if source.grain == EVENT:
             for p in parts:
@@ -233,17 +283,15 @@ def history_sql(features: Iterable[Feature], measures: Iterable[Measure] = (),
             table = f"keyed_{source.name}"
             fills = ", ".join(f"COALESCE({plan.column[i]}, 0) AS {plan.column[i]}"
                               if i.zero_when_empty else plan.column[i] for i in items)
-            ctes.append(f"{table} AS (SELECT k.coop_id, k.month_start, {fills} FROM coop_keys k "
-                        + " ".join(f"LEFT JOIN {p} USING (coop_id, month_start)" for p in parts)
-                        + ")")
+            steps.append((table, f"SELECT k.coop_id, k.month_start, {fills} FROM coop_keys k "
+                          + " ".join(f"LEFT JOIN {p} USING (coop_id, month_start)" for p in parts)))
             joins.append(f"LEFT JOIN {table} ON {table}.coop_id = sj.coop_id "
                          f"AND {table}.month_start = sj.month_start")
             selected += [f"{table}.{plan.column[i]}" for i in items]
-    ctes.append("joined AS (\n      SELECT s.spine_id, s.entity_type, s.entity_id, s.as_of,\n        "
-                + ",\n        ".join(selected) + "\n      FROM spine s\n      "
-                + "\n      ".join(joins) + "\n    )")
+    steps.append(("joined", "\n      SELECT s.spine_id, s.entity_type, s.entity_id, s.as_of,\n        "
+                  + ",\n        ".join(selected) + "\n      FROM spine s\n      "
+                  + "\n      ".join(joins) + "\n    "))
     out = ",\n      ".join(f"CAST({expr} AS DOUBLE) AS {name}" if cast else f"{expr} AS {name}"
                            for name, expr, cast in outputs)
-    return ("WITH\n    " + ",\n    ".join(ctes)
-            + f"\n    SELECT spine_id, entity_type, entity_id, as_of,\n      {out}\n"
-            "    FROM joined\n    ORDER BY spine_id\n")
+    return HistoryQuery(tuple(steps), f"    SELECT spine_id, entity_type, entity_id, as_of,\n      {out}\n"
+                        "    FROM joined\n")

@@ -28,9 +28,14 @@ SPINE_COLUMNS = ("spine_id", "entity_type", "entity_id", "as_of")
 
 
 @lru_cache(maxsize=1)
+def history_query() -> compiler.HistoryQuery:
+    """Stage 1's query compiled for Spark SQL, as its steps."""
+    return compiler.history_query(HISTORY_FEATURES, MEASURES, compiler.SPARK)
+
+
 def history_sql() -> str:
-    """Stage 1's query compiled for Spark SQL."""
-    return compiler.history_sql(HISTORY_FEATURES, MEASURES, compiler.SPARK)
+    """Stage 1's query compiled for Spark SQL, as one statement."""
+    return history_query().sql
 
 
 class SparkEngine:
@@ -85,7 +90,7 @@ class SparkEngine:
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         frame["spine_id"] = frame["spine_id"].astype(str)
         self.session.createDataFrame(frame).createOrReplaceTempView("spine")
-        out = self.session.sql(history_sql()).toPandas()
+        out = self._history().toPandas()
         if len(out) != len(spine):  # a join that multiplies or loses rows is a bug, loudly
             raise RuntimeError(f"feature build returned {len(out)} rows for {len(spine)} spine rows")
         out = out.sort_values("spine_id", kind="stable").reset_index(drop=True)
@@ -97,7 +102,28 @@ class SparkEngine:
         date; spine_id unique), as a Spark DataFrame that stays on the executors (one row per
         spine row): what batch scoring and ranking join to their rows."""
         spine.select(*SPINE_COLUMNS).createOrReplaceTempView("spine")
-        return self.session.sql(history_sql())
+        return self._history()
+
+    def _history(self):
+        """The compiled query for the `spine` view, run step by step: one temp view per step,
+        and each step that several steps read computed once and kept (`_keep`). Run as one
+        statement, Spark inlines a CTE at each reader, so the spine's join to the transactions
+        ran five times (docs/scaling.md, "Where Spark's time goes")."""
+        query = history_query()
+        for name, body in query.steps:
+            frame = self.session.sql(body)
+            if name in query.shared_steps:
+                frame = self._keep(frame)
+            frame.createOrReplaceTempView(name)
+        return self.session.sql(query.select)
+
+    def _keep(self, frame):
+        """`frame` computed now and kept, its lineage cut: in the checkpoint directory when one
+        is set (`spark.checkpoint.dir`: on a cluster, shared storage, so that a lost executor
+        costs a re-read, not a failed job), else on the executors' own storage."""
+        if self.session.sparkContext.getCheckpointDir():
+            return frame.checkpoint(eager=True)
+        return frame.localCheckpoint(eager=True)
 
     def stop(self) -> None:
         self.session.stop()

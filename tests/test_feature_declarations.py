@@ -310,3 +310,14 @@ def test_spark_dialect_changes_only_the_dialect_bits():
     assert "date_diff" in duck and "date_diff" not in spark and "datediff(" in spark
     assert "MEDIAN(" in duck and "percentile(" in spark
     assert "INTERVAL" not in spark
+    # distinct counts as sets: Spark expands the rows once per filtered COUNT(DISTINCT)
+    assert "COUNT(DISTINCT" in duck and "COUNT(DISTINCT" not in spark and "size(collect_set(" in spark
+
+
+def test_the_steps_read_by_several_steps_are_named():
+    """Spark keeps these (computed once); the join of the transactions is read five times over."""
+    query = compiler.history_query(HISTORY, MEASURES, compiler.SPARK)
+    assert {"src_transactions", "agg_transactions", "src_subject"} <= set(query.shared_steps)
+    assert "agg_loans" not in query.shared_steps and query.readers("agg_loans") == 1
+    assert query.readers("src_transactions") == 3  # agg, and the two series
+    assert query.sql.startswith("WITH") and query.sql.rstrip().endswith("ORDER BY spine_id")

@@ -99,6 +99,30 @@ def test_every_training_row_is_the_same_on_duckdb_and_spark(dirty_clean, spark, 
     assert_same(duck, on_spark, f"{subject} training rows")
 
 
+def test_spark_joins_the_transactions_to_the_spine_once(dirty_clean, spark):
+    """Run as one statement, Spark inlines each CTE where it is read: its plan joins the
+    transactions once per reader (scanning them twice; reused shuffles save the other scans).
+    The engine runs the steps one by one and keeps the shared ones, so the final query reads
+    the kept join, not the table."""
+    from features import snapshot
+    from features.spark_engine import history_query, history_sql
+
+    assert "src_transactions" in history_query().shared_steps
+    spine = snapshot.subjects(dirty_clean).head(50)
+    spine["as_of"] = pd.Timestamp(snapshot.data_end_date(dirty_clean))
+    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
+
+    def transaction_scans(frame) -> int:  # file scans reading a column only transactions have
+        plan = frame._jdf.queryExecution().executedPlan().toString().splitlines()
+        return sum("FileScan" in line and "counterparty_hash#" in line for line in plan)
+
+    frame = spark.history_frame(spark.session.createDataFrame(
+        spine.assign(as_of=spine["as_of"].dt.date)))
+    assert transaction_scans(spark.session.sql(history_sql())) >= 2
+    assert transaction_scans(frame) == 0
+    assert frame.count() == len(spine)
+
+
 def test_a_feature_changed_on_one_engine_is_caught(dirty_clean):
     """The comparison can fail: a ratio moved by 1e-6 relative, or one count off by one."""
     frame = pd.DataFrame({"spine_id": ["a", "b"], "ratio": [0.5, 0.25], "count": [3.0, 4.0]})
