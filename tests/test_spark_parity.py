@@ -123,6 +123,22 @@ def test_spark_joins_the_transactions_to_the_spine_once(dirty_clean, spark):
     assert frame.count() == len(spine)
 
 
+def test_with_a_checkpoint_directory_the_kept_steps_are_written_there(dirty_clean, spark, tmp_path):
+    """On a cluster, `spark.checkpoint.dir` on shared storage: the kept steps go there (and the
+    features are the same as DuckDB's). Later tests in this module keep using it, harmlessly."""
+    from features import engine, snapshot
+    from features.spark_engine import history_query
+
+    spark.session.sparkContext.setCheckpointDir(str(tmp_path / "checkpoints"))
+    spine = snapshot.subjects(dirty_clean).head(200)
+    spine["as_of"] = pd.Timestamp(snapshot.data_end_date(dirty_clean))
+    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
+    on_spark = spark.history_features(spine)
+    assert_same(engine.history_features(engine.connect(dirty_clean), spine), on_spark, "checkpointed")
+    kept = {p.parent for p in (tmp_path / "checkpoints").rglob("part-*")}  # one rdd-N per kept step
+    assert len(kept) >= len(history_query().shared_steps)
+
+
 def test_a_feature_changed_on_one_engine_is_caught(dirty_clean):
     """The comparison can fail: a ratio moved by 1e-6 relative, or one count off by one."""
     frame = pd.DataFrame({"spine_id": ["a", "b"], "ratio": [0.5, 0.25], "count": [3.0, 4.0]})
