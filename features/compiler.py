@@ -175,6 +175,7 @@ class HistoryQuery:
     and the steps before it, and a final SELECT over the steps (in no order: `sql` sorts)."""
     steps: tuple[tuple[str, str], ...]
     select: str
+    columns: tuple[str, ...]  # the measures' and features' columns, after the spine's four
 
     @property
     def sql(self) -> str:
@@ -294,4 +295,4 @@ def history_query(features: Iterable[Feature], measures: Iterable[Measure] = (),
     out = ",\n      ".join(f"CAST({expr} AS DOUBLE) AS {name}" if cast else f"{expr} AS {name}"
                            for name, expr, cast in outputs)
     return HistoryQuery(tuple(steps), f"    SELECT spine_id, entity_type, entity_id, as_of,\n      {out}\n"
-                        "    FROM joined\n")
+                        "    FROM joined\n", tuple(name for name, _, _ in outputs))

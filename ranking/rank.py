@@ -238,6 +238,19 @@ def cooperative_batches(cooperative_id: pd.Series, batch_members: int) -> list[n
     return [np.flatnonzero(batch.to_numpy() == b) for b in np.unique(batch.to_numpy())]
 
 
+def ranking_plan(plans, snapshot_date: date, as_of: date | None):
+    """What every door that ranks checks first (here and ranking.spark_rank): the member
+    champion's plan among `plans` and the ranking's date (default: the snapshot's). RuntimeError
+    without a member champion, ValueError for a date after the snapshot's."""
+    plan = plans.get(SUBJECT)
+    if plan is None:
+        raise RuntimeError("no champion member model: run `coopscore train` first")
+    as_of = as_of or snapshot_date
+    if as_of > snapshot_date:
+        raise ValueError(f"as_of {as_of} is after the latest data ({snapshot_date})")
+    return plan, as_of
+
+
 def rank_members(paths: Paths, as_of: date | None = None,
                  progress: Callable[[str], None] | None = None, scorer=None,
                  batch_members: int = BATCH_MEMBERS) -> RankingRun:
@@ -250,12 +263,7 @@ def rank_members(paths: Paths, as_of: date | None = None,
     timings: dict[str, float] = {}
     t = time.perf_counter()
     scorer = scorer or get_scorer(paths)
-    plan = scorer.plans.get(SUBJECT)
-    if plan is None:
-        raise RuntimeError("no champion member model: run `coopscore train` first")
-    as_of = as_of or scorer.snapshot_date
-    if as_of > scorer.snapshot_date:
-        raise ValueError(f"as_of {as_of} is after the latest data ({scorer.snapshot_date})")
+    plan, as_of = ranking_plan(scorer.plans, scorer.snapshot_date, as_of)
     timings["load"] = time.perf_counter() - t
 
     t = time.perf_counter()

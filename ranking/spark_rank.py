@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features import snapshot
-from features.spark_engine import SPINE_COLUMNS
+from features.spark_engine import SPINE_COLUMNS, history_query
 from ranking import rank
 from scoring.scorer import Champions
 from settings import Paths
@@ -73,9 +73,9 @@ def rank_members_spark(paths: Paths, engine, as_of: date | None = None,
         raise FileNotFoundError(f"no feature snapshot in {paths.features}: run `coopscore features "
                                 "--engine spark` first (rankings are as of its date or earlier)")
     snapshot_date = snapshot.snapshot_date(paths.features)
-    as_of = as_of or snapshot_date
-    if as_of > snapshot_date:
-        raise ValueError(f"as_of {as_of} is after the latest data ({snapshot_date})")
+    columns = list(history_query().columns)  # the feature rows' columns, before computing them
+    champions = Champions.load(paths, columns, snapshot_date)
+    plan, as_of = rank.ranking_plan(champions.plans, snapshot_date, as_of)
     spark = engine.session
     say(f"history of every member as of {as_of} on Spark")
     members = (spark.read.parquet(str(paths.clean / "members.parquet"))
@@ -84,11 +84,8 @@ def rank_members_spark(paths: Paths, engine, as_of: date | None = None,
                            F.lit(rank.SUBJECT).alias("entity_type"),
                            F.col("member_id").alias("entity_id"), F.lit(as_of).alias("as_of"))
     features = engine.history_frame(spine)
-    columns = [c for c in features.columns if c not in SPINE_COLUMNS]
-    champions = Champions.load(paths, columns, snapshot_date)
-    plan = champions.plans.get(rank.SUBJECT)
-    if plan is None:
-        raise RuntimeError("no champion member model: run `coopscore train` first")
+    if [c for c in features.columns if c not in SPINE_COLUMNS] != columns:
+        raise RuntimeError("the feature rows' columns differ from the compiled query's")
     timings["load"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -213,6 +213,27 @@ def test_the_ranking_on_spark_is_the_ranking_on_one_machine(pipeline_home, spark
     assert run.ranked == single.ranked and run.model_version == single.model_version
 
 
+def test_both_ranking_doors_refuse_a_date_after_the_data_alike(pipeline_home, spark):
+    """One precondition check (ranking.rank.ranking_plan) for both doors: the same refusal,
+    and Spark refuses before computing any feature."""
+    from datetime import timedelta
+
+    from features import snapshot
+    from ranking import rank
+    from ranking.spark_rank import rank_members_spark
+
+    later = snapshot.snapshot_date(pipeline_home.features) + timedelta(days=1)
+    with pytest.raises(ValueError, match="after the latest data") as single:
+        rank.rank_members(pipeline_home, as_of=later)
+    jobs_before = len(spark.session.sparkContext.statusTracker().getJobIdsForGroup())
+    with pytest.raises(ValueError, match="after the latest data") as on_spark:
+        rank_members_spark(pipeline_home, spark, as_of=later)
+    assert str(on_spark.value) == str(single.value)
+    assert len(spark.session.sparkContext.statusTracker().getJobIdsForGroup()) == jobs_before
+    with pytest.raises(RuntimeError, match="no champion member model"):
+        rank.ranking_plan({}, later, None)
+
+
 def test_window_percentiles_equal_percentile_within_with_ties_and_gaps(spark):
     """The window formula against pandas on ties, unknown scores, NaN and unknown groups."""
     from pyspark.sql import functions as F
