@@ -2,6 +2,7 @@
 
     python -m benchmarks.scale [--members 1000000] [--spine 1000000] [--engines duckdb,spark]
                                [--spark-master local[2]] [--work DIR] [--doc docs/benchmarks-scale.md]
+                               [--stages ingest,snapshot,training_set,score,rank] [--append]
 
 One run: generate a dirty world of `--members` members, ingest it, then for each engine the
 snapshot features of every subject, the point-in-time feature rows of `--spine` (member, as-of
@@ -45,6 +46,7 @@ DOC = ROOT / "docs" / "benchmarks-scale.md"
 NATIONWIDE_TRANSACTIONS = 10**10  # the upper end of a year's transactions, nationwide (the brief)
 NATIONWIDE_MEMBERS = 6_170_000
 RECEIVED_AT = "2026-11-30T12:00:00"  # after the generated data, fixed for repeatability
+MEASURED_STAGES = ("ingest", "snapshot", "training_set", "score", "rank")  # what --stages picks from
 TITLE = "# Nationwide scale, measured\n\nWritten by `make benchmark-scale` (benchmarks/scale.py); one section per run.\n"
 
 
@@ -393,7 +395,8 @@ def report(results: list[dict], args, machine: str, took: float, skipped: list[s
     tx = (generated.get("rows") or {}).get("transactions", 0)
     lines = [f"## {args.members:,} members, engines: {args.engines}", "",
              f"`make benchmark-scale` (`python -m benchmarks.scale --members {args.members} "
-             f"--spine {args.spine} --engines {args.engines}{' --stream' if args.stream else ''}`) on {when}, "
+             f"--spine {args.spine} --engines {args.engines}{' --stream' if args.stream else ''}"
+             f"{'' if args.stages == ','.join(MEASURED_STAGES) else ' --stages ' + args.stages}`) on {when}, "
              f"in {took / 60:.0f} min (the stages: {sum(r['seconds'] for r in results) / 60:.0f} min). "
              f"Machine: {machine}. "
              f"Spark master: `{args.spark_master}`.", "",
@@ -485,6 +488,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--doc", type=Path, default=DOC)
     parser.add_argument("--resume", action="store_true",
                         help="with --work: keep the stages an earlier run there finished, run the rest")
+    parser.add_argument("--stages", default=",".join(MEASURED_STAGES),
+                        help="which engine stages to measure (the world is always generated and "
+                             "ingested on DuckDB, which every stage reads): " + ", ".join(MEASURED_STAGES))
     parser.add_argument("--append", action="store_true",
                         help="add this run to the doc's runs instead of replacing them (a second size)")
     # the child's own arguments
@@ -500,6 +506,11 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(engines) - {"duckdb", "spark"})
     if unknown:
         raise SystemExit(f"unknown engines {unknown}: use duckdb and/or spark")
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = sorted(set(stages) - set(MEASURED_STAGES))
+    if unknown or not stages:
+        raise SystemExit(f"{f'unknown stages {unknown}' if unknown else 'no stage named'}: "
+                         f"use some of {', '.join(MEASURED_STAGES)}")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="coopscore-scale-") as tmp:
         work = args.work or Path(tmp)
@@ -524,20 +535,26 @@ def main(argv: list[str] | None = None) -> None:
             r = results[-1]
             say(f"  {r['seconds']:.1f} s, peak {_gib(r['peak_bytes'])} GiB")
 
-        step("model")
+        if "score" in stages or "rank" in stages:
+            step("model")
         step("generate")
         # DuckDB last: the clean tables every later stage reads are the single-machine path's
         for engine in sorted(engines, key=lambda e: e == "duckdb"):
-            step("ingest", engine)
-        step("service_snapshot")
+            if engine == "duckdb" or "ingest" in stages:
+                step("ingest", engine)
+        if "score" in stages or "rank" in stages:
+            step("service_snapshot")
+        if "snapshot" in stages:
+            for engine in engines:
+                step("snapshot", engine)
+        if "training_set" in stages:
+            step("training_set", "pandas")
+            for engine in engines:
+                step("training_set", engine)
         for engine in engines:
-            step("snapshot", engine)
-        step("training_set", "pandas")
-        for engine in engines:
-            step("training_set", engine)
-        for engine in engines:
-            step("score", engine)
-            step("rank", engine)
+            for stage in ("score", "rank"):
+                if stage in stages:
+                    step(stage, engine)
     cpu, mem = cpu_and_memory()
     section = report(results, args, f"{cpu}, {os.cpu_count()} cores, {mem}",
                      time.perf_counter() - started, skipped)
