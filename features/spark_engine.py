@@ -112,9 +112,10 @@ class SparkEngine:
         statement, Spark inlines a CTE at each reader, so the spine's join to the transactions
         ran five times (docs/scaling.md, "Where Spark's time goes")."""
         query = history_query()
+        shared = query.shared_steps
         for name, body in query.steps:
             frame = self.session.sql(body)
-            if name in query.shared_steps:
+            if name in shared:
                 frame = self._keep(frame)
             frame.createOrReplaceTempView(name)
         return self.session.sql(query.select)
