@@ -14,8 +14,6 @@ the contracts' timestamps are.
 """
 from __future__ import annotations
 
-import shutil
-import uuid
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import pandas as pd
 from features import compiler
 from features.catalogue import MEASURES
 from features.engine import HISTORY_FEATURES, SOURCE_TABLES, check_spine
-from settings.spark import start_session
+from settings.spark import staging_folder, start_session
 
 SPINE_COLUMNS = ("spine_id", "entity_type", "entity_id", "as_of")
 
@@ -122,17 +120,12 @@ class SparkEngine:
 
     def _collect(self, frame) -> pd.DataFrame:
         """`frame` as a pandas frame, through Parquet the executors write beside the accepted
-        tables (where they can write on a cluster) and this process reads: `toPandas` gathers
-        every row in the driver's JVM first, and at 200,000 subjects that failed in Spark's 1 GiB
-        local heap (task results lost)."""
+        tables (settings.spark.staging_folder)."""
         import pyarrow.parquet as pq
 
-        staging = self.clean_dir.parent / "spark-staging" / uuid.uuid4().hex
-        try:
+        with staging_folder(self.clean_dir.parent) as staging:
             frame.write.parquet(str(staging))
             return pq.read_table(staging).to_pandas()
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     def _keep(self, frame):
         """`frame` computed now and kept, its lineage cut: in the checkpoint directory when one

@@ -17,9 +17,7 @@ ranking.rank.rank_members, computed where the data is.
 """
 from __future__ import annotations
 
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import date
 from functools import partial
@@ -35,6 +33,7 @@ from features.spark_engine import SPINE_COLUMNS, history_query
 from ranking import rank
 from scoring.scorer import Champions
 from settings import Paths
+from settings.spark import staging_folder
 
 # What each partition answers: the ranking's columns but the percentiles (taken over all partitions).
 WITHOUT_PERCENTILES = pa.schema([f for f in rank.RANKING_SCHEMA if f.name not in rank.PERCENTILES])
@@ -98,14 +97,13 @@ def rank_members_spark(paths: Paths, engine, as_of: date | None = None,
     ranked = ranked.select(*[percentile_column(F.col("score"), F.col(group)).alias(column)
                              if column in rank.PERCENTILES else F.col(column)
                              for column, group in _with_groups(rank.RANKING_SCHEMA.names)])
-    staging = paths.home / "spark-staging" / uuid.uuid4().hex
     try:
-        ranked.orderBy("member_id").write.parquet(str(staging))
-        timings["spark"] = time.perf_counter() - t
-        t = time.perf_counter()
-        path = rank.write_sorted(paths, as_of, _staged(staging))
+        with staging_folder(paths.clean.parent) as staging:
+            ranked.orderBy("member_id").write.parquet(str(staging))
+            timings["spark"] = time.perf_counter() - t
+            t = time.perf_counter()
+            path = rank.write_sorted(paths, as_of, _staged(staging))
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
         state.destroy()
     timings["write"] = time.perf_counter() - t
     frame = pd.read_parquet(path)

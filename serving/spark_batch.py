@@ -29,9 +29,7 @@ after the nightly snapshot was built; with a current snapshot both give the same
 """
 from __future__ import annotations
 
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -50,6 +48,7 @@ from serving import batch
 from serving.batch import (OPTIONAL_COLUMNS, OUTPUT_SCHEMA, REQUIRED_COLUMNS, BatchFileReport,
                            ForLender)
 from settings import Paths
+from settings.spark import staging_folder
 
 KEY_TYPE, KEY_ID = "_key_subject_type", "_key_subject_id"  # serving.batch._text of the columns
 LEGAL_FORM, IN_FEATURES = "_legal_form", "_in_features"
@@ -120,57 +119,56 @@ def score_file_spark(paths: Paths, input_path: Path | str, output_path: Path | s
     # Arrow batches of one chunk each, for this job only: the session's setting is restored after
     batch_size = "spark.sql.execution.arrow.maxRecordsPerBatch"
     batch_size_before = spark.conf.get(batch_size, None)
-    staging = paths.home / "spark-staging" / uuid.uuid4().hex
     numbered = keyed = features = state = None
-    try:
-        spark.conf.set(batch_size, str(chunk_rows))
-        say("reading the applications", 0.0)
-        numbered = numbered_rows(_read(spark, input_path)).persist()
-        total = numbered.count()
-        # kept: the spine, the consents and the join read it, and each would run _keys again
-        keyed = numbered.mapInArrow(_keys, StructType(
-            numbered.schema.fields + [StructField(KEY_TYPE, StringType()), StructField(KEY_ID, StringType())])
-        ).persist()
-        subjects = spark.sql(PLATFORM_SUBJECTS_SQL)  # the Scorer's rule, on the engine's views
-        say("history features on Spark", 0.1)
-        spine = (keyed.select(F.col(KEY_TYPE).alias("entity_type"), F.col(KEY_ID).alias("entity_id"))
-                 .distinct()
-                 .join(subjects.select("entity_type", "entity_id"), ["entity_type", "entity_id"], "left_semi")
-                 .select(F.concat_ws(":", "entity_type", "entity_id").alias("spine_id"),
-                         "entity_type", "entity_id", F.lit(as_of).alias("as_of")))
-        features = engine.history_frame(spine).persist()
-        features.count()  # computed once: the samples, the consents and the join read it
-        columns = [c for c in features.columns if c not in SPINE_COLUMNS]
-        champions = Champions.load(paths, columns, as_of)
-        samples = {s: features.where(F.col("entity_type") == s).select(*columns).limit(SAMPLE_ROWS)
-                   .toPandas().to_numpy(dtype=np.float64, na_value=np.nan) for s in champions.plans}
-        explainers = batch._explainers(champions, samples=samples)
-        consents = (_ask_consents(keyed, subjects, for_lender) if for_lender else None)
-        joined = (keyed
-                  .join(subjects.select(F.col("entity_type").alias(KEY_TYPE), F.col("entity_id").alias(KEY_ID),
-                                        F.col("legal_form").alias(LEGAL_FORM)), [KEY_TYPE, KEY_ID], "left")
-                  .join(features.select(F.col("entity_type").alias(KEY_TYPE), F.col("entity_id").alias(KEY_ID),
-                                        F.lit(True).alias(IN_FEATURES), *columns), [KEY_TYPE, KEY_ID], "left"))
-        state = spark.sparkContext.broadcast((champions, explainers, columns, consents))
-        say("scoring on the executors", 0.3)
-        (joined.mapInArrow(partial(_score_batches, state), from_arrow_schema(OUTPUT_SCHEMA))
-         .orderBy("row_number").write.parquet(str(staging)))
-        counts, errors = batch.write_results(
-            _staged(staging, chunk_rows), output_path, total, for_lender,
-            lambda fraction: say("writing the output", 0.8 + 0.2 * fraction))
-    finally:  # the cached rows and the broadcast go, whether the job finished or not
-        if features is not None:
-            features.unpersist()
-        if state is not None:
-            state.destroy()
-        for kept in (numbered, keyed):
-            if kept is not None:
-                kept.unpersist()
-        shutil.rmtree(staging, ignore_errors=True)
-        if batch_size_before is None:
-            spark.conf.unset(batch_size)
-        else:
-            spark.conf.set(batch_size, batch_size_before)
+    with staging_folder(paths.clean.parent) as staging:
+        try:
+            spark.conf.set(batch_size, str(chunk_rows))
+            say("reading the applications", 0.0)
+            numbered = numbered_rows(_read(spark, input_path)).persist()
+            total = numbered.count()
+            # kept: the spine, the consents and the join read it, and each would run _keys again
+            keyed = numbered.mapInArrow(_keys, StructType(
+                numbered.schema.fields + [StructField(KEY_TYPE, StringType()), StructField(KEY_ID, StringType())])
+            ).persist()
+            subjects = spark.sql(PLATFORM_SUBJECTS_SQL)  # the Scorer's rule, on the engine's views
+            say("history features on Spark", 0.1)
+            spine = (keyed.select(F.col(KEY_TYPE).alias("entity_type"), F.col(KEY_ID).alias("entity_id"))
+                     .distinct()
+                     .join(subjects.select("entity_type", "entity_id"), ["entity_type", "entity_id"], "left_semi")
+                     .select(F.concat_ws(":", "entity_type", "entity_id").alias("spine_id"),
+                             "entity_type", "entity_id", F.lit(as_of).alias("as_of")))
+            features = engine.history_frame(spine).persist()
+            features.count()  # computed once: the samples, the consents and the join read it
+            columns = [c for c in features.columns if c not in SPINE_COLUMNS]
+            champions = Champions.load(paths, columns, as_of)
+            samples = {s: features.where(F.col("entity_type") == s).select(*columns).limit(SAMPLE_ROWS)
+                       .toPandas().to_numpy(dtype=np.float64, na_value=np.nan) for s in champions.plans}
+            explainers = batch._explainers(champions, samples=samples)
+            consents = (_ask_consents(keyed, subjects, for_lender) if for_lender else None)
+            joined = (keyed
+                      .join(subjects.select(F.col("entity_type").alias(KEY_TYPE), F.col("entity_id").alias(KEY_ID),
+                                            F.col("legal_form").alias(LEGAL_FORM)), [KEY_TYPE, KEY_ID], "left")
+                      .join(features.select(F.col("entity_type").alias(KEY_TYPE), F.col("entity_id").alias(KEY_ID),
+                                            F.lit(True).alias(IN_FEATURES), *columns), [KEY_TYPE, KEY_ID], "left"))
+            state = spark.sparkContext.broadcast((champions, explainers, columns, consents))
+            say("scoring on the executors", 0.3)
+            (joined.mapInArrow(partial(_score_batches, state), from_arrow_schema(OUTPUT_SCHEMA))
+             .orderBy("row_number").write.parquet(str(staging)))
+            counts, errors = batch.write_results(
+                _staged(staging, chunk_rows), output_path, total, for_lender,
+                lambda fraction: say("writing the output", 0.8 + 0.2 * fraction))
+        finally:  # the cached rows and the broadcast go, whether the job finished or not
+            if features is not None:
+                features.unpersist()
+            if state is not None:
+                state.destroy()
+            for kept in (numbered, keyed):
+                if kept is not None:
+                    kept.unpersist()
+            if batch_size_before is None:
+                spark.conf.unset(batch_size)
+            else:
+                spark.conf.set(batch_size, batch_size_before)
     return BatchFileReport(input_path, output_path, total, counts["scored"],
                            counts["insufficient_history"], counts["rejected"],
                            time.perf_counter() - started, as_of,

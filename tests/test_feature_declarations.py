@@ -245,6 +245,25 @@ def test_count_distinct(tiny):
     assert m["customers_change_90d"] == pytest.approx((2 - 1) / 1)
 
 
+def test_a_value_counts_once_per_window_and_a_missing_one_never(tmp_path):
+    """TV2's inflows: customer X at ages 10 and 20 (the last 90 days, twice) and 100 (the 90
+    before), Y at 120, cash (no customer) at 15; an outflow to Z at 12 is not an inflow."""
+    clean = _write_world(tmp_path / "clean")
+    tx = pd.read_parquet(clean / "transactions.parquet")
+    extra = [_tx(700 + i, "member", "TV2", _ago(age), M, direction, customer)
+             for i, (age, direction, customer) in enumerate(
+                 [(10, "inflow", "X"), (20, "inflow", "X"), (100, "inflow", "X"),
+                  (120, "inflow", "Y"), (15, "inflow", None), (12, "outflow", "Z")])]
+    pd.concat([tx, pd.DataFrame(extra)], ignore_index=True).to_parquet(clean / "transactions.parquet")
+    spine = pd.DataFrame({"spine_id": ["m2"], "entity_type": ["member"], "entity_id": ["TV2"],
+                          "as_of": [D]})
+    got = engine.history_features(engine.connect(clean), spine).iloc[0]
+    assert got["customers_change_90d"] == pytest.approx((1 - 2) / 2)  # {X} against {X, Y}
+    assert got["distinct_customers_365d"] == 2
+    # inflows at ages 10, 15 (cash counts: a week with money in) and 20: weeks 1, 2 and 2
+    assert got["weeks_without_inflow_13w"] == 13 - 2
+
+
 def test_series_stats(tiny):
     m = tiny.loc["m1"]
     months = {0: 4 * M, 1: 2 * M, 3: 4 * M}  # 30-day buckets of ages 5+10, 40 and 100
@@ -310,14 +329,18 @@ def test_spark_dialect_changes_only_the_dialect_bits():
     assert "date_diff" in duck and "date_diff" not in spark and "datediff(" in spark
     assert "MEDIAN(" in duck and "percentile(" in spark
     assert "INTERVAL" not in spark
-    # distinct counts as sets: Spark expands the rows once per filtered COUNT(DISTINCT)
-    assert "COUNT(DISTINCT" in duck and "COUNT(DISTINCT" not in spark and "size(collect_set(" in spark
+    # distinct counts by grouping, on both: a filtered COUNT(DISTINCT) is a hash set per count on
+    # DuckDB and a copy of every row per count on Spark
+    for sql in (duck, spark):
+        assert "DISTINCT" not in sql.replace("SELECT DISTINCT coop_id", "") and "collect_set" not in sql
+        assert "distinct_transactions_1 AS" in sql and "distinct_loans_0 AS" in sql
 
 
 def test_the_steps_read_by_several_steps_are_named():
     """Spark keeps these (computed once); the join of the transactions is read five times over."""
     query = compiler.history_query(HISTORY, MEASURES, compiler.SPARK)
     assert {"src_transactions", "agg_transactions", "src_subject"} <= set(query.shared_steps)
-    assert "agg_loans" not in query.shared_steps and query.readers("agg_loans") == 1
-    assert query.readers("src_transactions") == 3  # agg, and the two series
+    assert "distinct_loans_0" not in query.shared_steps and query.readers("distinct_loans_0") == 1
+    # agg, the two distinct counts (weeks, customers) and the two series
+    assert query.readers("src_transactions") == 5
     assert query.sql.startswith("WITH") and query.sql.rstrip().endswith("ORDER BY spine_id")

@@ -139,6 +139,21 @@ def test_with_a_checkpoint_directory_the_kept_steps_are_written_there(dirty_clea
     assert len(kept) >= len(history_query().shared_steps)
 
 
+def test_the_staged_rows_are_removed_even_when_the_job_fails(tmp_path):
+    """What Spark's executors write for the driver to read (features, batch scores, the ranking)
+    goes to one fresh folder beside the accepted tables, gone afterwards, failure or not."""
+    from settings.spark import staging_folder
+
+    with pytest.raises(RuntimeError, match="lost"):
+        with staging_folder(tmp_path) as staging:
+            staging.mkdir(parents=True)
+            (staging / "part-00000.parquet").write_bytes(b"half written")
+            raise RuntimeError("executor lost")
+    assert staging.parent == tmp_path / "spark-staging" and not staging.exists()
+    with staging_folder(tmp_path) as one, staging_folder(tmp_path) as other:
+        assert one != other  # two jobs at once never share a folder
+
+
 def test_a_feature_changed_on_one_engine_is_caught(dirty_clean):
     """The comparison can fail: a ratio moved by 1e-6 relative, or one count off by one."""
     frame = pd.DataFrame({"spine_id": ["a", "b"], "ratio": [0.5, 0.25], "count": [3.0, 4.0]})

@@ -132,6 +132,8 @@ def test_a_file_scored_on_spark_is_the_file_scored_on_one_machine(pipeline_home,
     assert single.insufficient_history >= 2 and single.scored > 200
     assert {"invalid_request", "unknown_subject"} <= set(single.rejected_by_error)
     assert seen == sorted(seen) and seen[-1] == 1.0
+    staged = pipeline_home.clean.parent / "spark-staging"
+    assert not any(staged.glob("*")), "the staged results are removed once written"
 
 
 def test_a_lenders_file_on_spark_gets_the_same_consent_answers_and_audit(pipeline_home, spark, records,
@@ -211,6 +213,7 @@ def test_the_ranking_on_spark_is_the_ranking_on_one_machine(pipeline_home, spark
     assert other["status"].eq("ranked").sum() > 1000 and other["status"].eq("not_enough_data").any()
     assert other["action_1"].notna().sum() > 100  # the actions were followed on the executors
     assert run.ranked == single.ranked and run.model_version == single.model_version
+    assert not any((pipeline_home.clean.parent / "spark-staging").glob("*"))
 
 
 def test_both_ranking_doors_refuse_a_date_after_the_data_alike(pipeline_home, spark):
