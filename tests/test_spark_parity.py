@@ -123,6 +123,33 @@ def test_spark_joins_the_transactions_to_the_spine_once(dirty_clean, spark):
     assert frame.count() == len(spine)
 
 
+def test_a_small_spine_is_broadcast_and_a_large_one_joined_by_entity(dirty_clean, spark, monkeypatch):
+    """Up to BROADCAST_SPINE_ROWS the transactions are joined where they lie, to a copy of the
+    spine; above it both sides are shuffled by entity (nationwide snapshots). Spark's own size
+    threshold is switched off, so that only the engine's rule decides."""
+    from features import snapshot, spark_engine
+    from features.spark_engine import history_query
+
+    spine = snapshot.subjects(dirty_clean).head(300)
+    spine["as_of"] = pd.Timestamp(snapshot.data_end_date(dirty_clean)).date()
+    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
+    frame = spark.session.createDataFrame(spine[["spine_id", "entity_type", "entity_id", "as_of"]])
+    join = dict(history_query().steps)["src_transactions"]
+    threshold = "spark.sql.autoBroadcastJoinThreshold"
+    before = spark.session.conf.get(threshold)
+    spark.session.conf.set(threshold, "-1")
+    try:
+        plans = {}
+        for bound in (300, 299):
+            monkeypatch.setattr(spark_engine, "BROADCAST_SPINE_ROWS", bound)
+            spark._spine_view(frame)
+            plans[bound] = spark.session.sql(join)._jdf.queryExecution().executedPlan().toString()
+    finally:
+        spark.session.conf.set(threshold, before)
+    assert "BroadcastHashJoin" in plans[300] and "SortMergeJoin" not in plans[300]
+    assert "SortMergeJoin" in plans[299] and "BroadcastHashJoin" not in plans[299]
+
+
 def test_with_a_checkpoint_directory_the_kept_steps_are_written_there(dirty_clean, spark, tmp_path):
     """On a cluster, `spark.checkpoint.dir` on shared storage: the kept steps go there (and the
     features are the same as DuckDB's). Later tests in this module keep using it, harmlessly."""
