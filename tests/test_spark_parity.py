@@ -166,6 +166,22 @@ def test_with_a_checkpoint_directory_the_kept_steps_are_written_there(dirty_clea
     assert len(kept) >= len(history_query().shared_steps)
 
 
+@pytest.mark.parametrize("values", [[3.0], [5.0, 1.0], [4.0, 1.0, 3.0], [10.0, 0.0] * 5,
+                                    [2.5, 1e12, -3.0, 7.0, 7.0]])
+def test_the_median_is_the_same_on_both_dialects(spark, values):
+    """The dialects' medians (the usual month's) agree with numpy's: the middle value, or the
+    mean of the middle two, of the sorted values."""
+    import duckdb
+
+    from features.compiler import DUCKDB, SPARK
+
+    rows = ", ".join(f"({v!r})" for v in values)
+    on_spark = spark.session.sql(f"SELECT {SPARK.median('x')} AS m FROM VALUES {rows} AS t(x)").first().m
+    on_duckdb = duckdb.execute(f"SELECT {DUCKDB.median('x')} AS m FROM (VALUES {rows}) AS t(x)").fetchone()[0]
+    assert on_spark == pytest.approx(np.median(values), rel=1e-12)
+    assert on_duckdb == pytest.approx(np.median(values), rel=1e-12)
+
+
 def test_the_staged_rows_are_removed_even_when_the_job_fails(tmp_path):
     """What Spark's executors write for the driver to read (features, batch scores, the ranking)
     goes to one fresh folder beside the accepted tables, gone afterwards, failure or not."""
