@@ -5,6 +5,7 @@ and returns one row per spine row: spine_id, entity_type, entity_id, as_of, the 
 every history feature as a DOUBLE. Its shape, per source used:
 - `src_<source>`: the source's rows (features.sources), joined to the spine strictly before as_of;
 - `agg_<source>`: its aggregates, one `AGG(x) FILTER (WHERE filter AND window)` column each;
+- `distinct_<source>_<n>`: its distinct counts of one expression, by grouping (_distinct_steps);
 - `ser_<series>` and `seragg_<series>`: a series' per-bucket sums and the stats over them;
 - `usual_<series>_<n>`: a usual bucket (a median over the buckets, empty ones as 0);
 - for the cooperative's monthly sources, the same keyed by (coop_id, month_start) and joined

@@ -3,9 +3,11 @@
 
 Nothing about a feature is written here: the query is the compiler's, with Spark's date functions,
 median and inline tables. The point-in-time join of the spine to a source is an equi-join on the
-entity with the range `ts < as_of AND ts >= as_of - window` as its condition, so Spark plans it
-as a sort-merge (or broadcast) join partitioned by entity: each partition holds whole entities and
-their spine rows, which is what lets the work spread over executors nationwide.
+entity with the range `ts < as_of AND ts >= as_of - window` as its condition. A spine of up to
+BROADCAST_SPINE_ROWS rows (a training set, a bank's file) is broadcast: each executor joins the
+transactions it reads to its copy of the spine, and no transaction is shuffled. A larger one (a
+nationwide snapshot) is joined as a sort-merge join partitioned by entity: each partition holds
+whole entities and their spine rows, which is what lets the work spread over executors.
 
 The session: `SparkEngine.start(master)` takes the master URL given, else Spark's usual settings
 (`spark.master` from `spark-submit --master`, `SPARK_MASTER`/`MASTER` in the environment,
@@ -94,7 +96,12 @@ class SparkEngine:
         frame = spine[list(SPINE_COLUMNS)].copy()
         frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
         frame["spine_id"] = frame["spine_id"].astype(str)
-        out = self._collect(self._history(self.session.createDataFrame(frame)))
+        # In through Parquet too: `createDataFrame` puts the rows in the driver's tasks, and a
+        # million of them ran Spark's 1 GiB local heap out of memory
+        with staging_folder(self.clean_dir.parent) as staged:
+            staged.mkdir(parents=True)
+            frame.to_parquet(staged / "spine.parquet", index=False)
+            out = self._collect(self._history(self.session.read.parquet(str(staged))))
         if len(out) != len(spine):  # a join that multiplies or loses rows is a bug, loudly
             raise RuntimeError(f"feature build returned {len(out)} rows for {len(spine)} spine rows")
         out = out.sort_values("spine_id", kind="stable").reset_index(drop=True)
@@ -129,8 +136,8 @@ class SparkEngine:
 
     def _spine_view(self, spine) -> None:
         """`spine` as the view `spine` the compiled query reads, marked for broadcast when it
-        has at most BROADCAST_SPINE_ROWS rows (Spark's own threshold, 10 MB, stops at about
-        100,000 rows)."""
+        has at most BROADCAST_SPINE_ROWS rows (Spark's own size threshold, 10 MB, did not
+        broadcast a spine of 200,000 rows)."""
         from pyspark.sql import functions as F
 
         if spine.count() <= BROADCAST_SPINE_ROWS:
