@@ -450,6 +450,15 @@ def report(results: list[dict], args, machine: str, took: float, skipped: list[s
     snap_duck, snap_spark = by.get(("snapshot", "duckdb")), by.get(("snapshot", "spark"))
     if snap_duck and snap_spark:
         lines.append(f"- Spark against DuckDB, snapshot: {snap_spark['seconds'] / snap_duck['seconds']:.1f}x.")
+    score_duck, score_spark = by.get(("score", "duckdb")), by.get(("score", "spark"))
+    service = by.get(("service_snapshot", "duckdb"))
+    if score_duck and score_spark and service:
+        # like for like: the one machine reads the nightly snapshot; Spark computes the features
+        one_machine = score_duck["seconds"] + service["seconds"]
+        lines.append(f"- Spark against DuckDB, batch scoring: {score_spark['seconds'] / one_machine:.1f}x "
+                     f"against the snapshot ({service['seconds']:.1f} s) and the scoring "
+                     f"({score_duck['seconds']:.1f} s) together: DuckDB scores from the nightly "
+                     "snapshot, Spark computes the applicants' history features in the run.")
     if tx:
         lines += ["", "### Nationwide estimate (linear in rows, from the costs measured above)", "",
                   f"Scaling factor: {NATIONWIDE_TRANSACTIONS:,} transactions a year against the "
@@ -559,7 +568,9 @@ def main(argv: list[str] | None = None) -> None:
     section = report(results, args, f"{cpu}, {os.cpu_count()} cores, {mem}",
                      time.perf_counter() - started, skipped)
     before = args.doc.read_text(encoding="utf-8") if args.append and args.doc.exists() else TITLE
-    args.doc.write_text(before.rstrip() + "\n\n" + section, encoding="utf-8")
+    head, runs, earlier = before.partition("\n## ")  # newest first: the new run above the others
+    args.doc.write_text(head.rstrip() + "\n\n" + section.rstrip() + "\n"
+                        + (f"\n## {earlier}" if runs else ""), encoding="utf-8")
     say(f"wrote {args.doc}")
 
 
