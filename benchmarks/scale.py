@@ -200,15 +200,10 @@ def _engine(paths, engine_name: str, master: str | None):
 
 
 def stage_snapshot(work: Path, extra: dict, engine_name: str) -> dict:
-    from features.snapshot import subjects
-    from features.snapshot import data_end_date
+    from features.snapshot import data_end_date, snapshot_spine
 
     paths = _paths(work)
-    import pandas as pd
-
-    spine = subjects(paths.clean)
-    spine["as_of"] = pd.Timestamp(data_end_date(paths.clean))
-    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
+    spine = snapshot_spine(paths.clean, data_end_date(paths.clean))
     engine = _engine(paths, engine_name, extra.get("master"))
     started = time.perf_counter()
     rows = engine.history_features(spine)

@@ -29,6 +29,7 @@ def data_end_date(clean_dir: Path) -> date:
 
 
 def subjects(clean_dir: Path) -> pd.DataFrame:
+    """Every member and cooperative of the accepted tables: entity_type, entity_id."""
     members = pd.read_parquet(Path(clean_dir) / "members.parquet", columns=["member_id"])
     coops = pd.read_parquet(Path(clean_dir) / "cooperatives.parquet", columns=["cooperative_id"])
     return pd.concat([
@@ -37,14 +38,20 @@ def subjects(clean_dir: Path) -> pd.DataFrame:
     ], ignore_index=True)
 
 
+def snapshot_spine(clean_dir: Path, as_of: date) -> pd.DataFrame:
+    """The snapshot's spine: every subject as of `as_of`, its spine_id "entity_type:entity_id"."""
+    spine = subjects(clean_dir)
+    spine["as_of"] = pd.Timestamp(as_of)
+    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
+    return spine
+
+
 def build_snapshot(clean_dir: Path, out_dir: Path, as_of: date | None = None,
                    engine_name: str | None = None, spark_master: str | None = None) -> Path:
     """Every subject's history features as of `as_of` (default: the data's end), computed by the
     engine named (features.engines; default the settings'), written for the service."""
     as_of = as_of or data_end_date(clean_dir)
-    spine = subjects(clean_dir)
-    spine["as_of"] = pd.Timestamp(as_of)
-    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
+    spine = snapshot_spine(clean_dir, as_of)
     rows = open_engine(clean_dir, engine_name, spark_master).history_features(spine)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / SNAPSHOT_FILE
@@ -54,4 +61,5 @@ def build_snapshot(clean_dir: Path, out_dir: Path, as_of: date | None = None,
 
 
 def snapshot_date(out_dir: Path) -> date:
+    """The as-of date of the snapshot written in `out_dir`."""
     return date.fromisoformat(json.loads((out_dir / META_FILE).read_text())["as_of"])

@@ -28,9 +28,9 @@ from settings.spark import staging_folder, start_session
 
 SPINE_COLUMNS = ("spine_id", "entity_type", "entity_id", "as_of")
 # A spine up to this size is sent whole to every executor (a broadcast join: the transactions
-# are not shuffled); a larger one is joined partitioned by entity. A million spine rows take
-# about 100 MB as Spark's hash table, within a 1 GiB local heap; a nationwide snapshot (6 million
-# members) is partitioned.
+# are not shuffled); a larger one is joined partitioned by entity. The 10^6-row training set ran
+# broadcast within Spark's 1 GiB local heap (docs/benchmarks-scale.md); a nationwide snapshot (6
+# million members) is partitioned.
 BROADCAST_SPINE_ROWS = 1_000_000
 
 

@@ -35,6 +35,11 @@ from scoring.scorer import Champions
 from settings import Paths
 from settings.spark import staging_folder
 
+# Members per partition, about: each Python worker holds its partition's members' raw rows to
+# follow their actions. Left to Spark's size-based partitions, 10^6 members made partitions so
+# large that two workers grew to 11 GB each and the kernel killed one (docs/scaling.md).
+MEMBERS_PER_PARTITION = 25_000
+
 # What each partition answers: the ranking's columns but the percentiles (taken over all partitions).
 WITHOUT_PERCENTILES = pa.schema([f for f in rank.RANKING_SCHEMA if f.name not in rank.PERCENTILES])
 
@@ -89,9 +94,11 @@ def rank_members_spark(paths: Paths, engine, as_of: date | None = None,
 
     t = time.perf_counter()
     say("scores, tiers, reasons and actions on the executors, percentiles by window")
+    partitions = max(1, -(-members.count() // MEMBERS_PER_PARTITION))
     rows = (features.select(F.col("entity_id").alias("member_id"), *columns)
             .join(members, "member_id", "left")
-            .repartition(rank.GROUPS[0]))  # whole cooperatives: one scope of raw rows per partition
+            # whole cooperatives: one scope of raw rows per partition, of bounded size
+            .repartition(partitions, rank.GROUPS[0]))
     state = spark.sparkContext.broadcast((champions, str(paths.clean), as_of, columns))
     ranked = rows.mapInArrow(partial(_rank_partition, state), from_arrow_schema(WITHOUT_PERCENTILES))
     ranked = ranked.select(*[percentile_column(F.col("score"), F.col(group)).alias(column)

@@ -81,9 +81,7 @@ def assert_same(duck: pd.DataFrame, spark: pd.DataFrame, what: str) -> None:
 def test_every_subjects_features_are_the_same_on_duckdb_and_spark(dirty_clean, spark):
     from features import engine, snapshot
 
-    spine = snapshot.subjects(dirty_clean)
-    spine["as_of"] = pd.Timestamp(snapshot.data_end_date(dirty_clean))
-    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
+    spine = snapshot.snapshot_spine(dirty_clean, snapshot.data_end_date(dirty_clean))
     duck = engine.history_features(engine.connect(dirty_clean), spine)
     assert_same(duck, spark.history_features(spine), "snapshot")
     assert set(duck["entity_type"]) == {"member", "cooperative"}
@@ -108,9 +106,7 @@ def test_spark_joins_the_transactions_to_the_spine_once(dirty_clean, spark):
     from features.spark_engine import history_query, history_sql
 
     assert "src_transactions" in history_query().shared_steps
-    spine = snapshot.subjects(dirty_clean).head(50)
-    spine["as_of"] = pd.Timestamp(snapshot.data_end_date(dirty_clean))
-    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
+    spine = snapshot.snapshot_spine(dirty_clean, snapshot.data_end_date(dirty_clean)).head(50)
 
     def transaction_scans(frame) -> int:  # file scans reading a column only transactions have
         plan = frame._jdf.queryExecution().executedPlan().toString().splitlines()
@@ -130,10 +126,9 @@ def test_a_small_spine_is_broadcast_and_a_large_one_joined_by_entity(dirty_clean
     from features import snapshot, spark_engine
     from features.spark_engine import history_query
 
-    spine = snapshot.subjects(dirty_clean).head(300)
-    spine["as_of"] = pd.Timestamp(snapshot.data_end_date(dirty_clean)).date()
-    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
-    frame = spark.session.createDataFrame(spine[["spine_id", "entity_type", "entity_id", "as_of"]])
+    spine = snapshot.snapshot_spine(dirty_clean, snapshot.data_end_date(dirty_clean)).head(300)
+    frame = spark.session.createDataFrame(
+        spine[["spine_id", "entity_type", "entity_id"]].assign(as_of=spine["as_of"].dt.date))
     join = dict(history_query().steps)["src_transactions"]
     threshold = "spark.sql.autoBroadcastJoinThreshold"
     before = spark.session.conf.get(threshold)
@@ -157,9 +152,7 @@ def test_with_a_checkpoint_directory_the_kept_steps_are_written_there(dirty_clea
     from features.spark_engine import history_query
 
     spark.session.sparkContext.setCheckpointDir(str(tmp_path / "checkpoints"))
-    spine = snapshot.subjects(dirty_clean).head(200)
-    spine["as_of"] = pd.Timestamp(snapshot.data_end_date(dirty_clean))
-    spine["spine_id"] = spine["entity_type"] + ":" + spine["entity_id"]
+    spine = snapshot.snapshot_spine(dirty_clean, snapshot.data_end_date(dirty_clean)).head(200)
     on_spark = spark.history_features(spine)
     assert_same(engine.history_features(engine.connect(dirty_clean), spine), on_spark, "checkpointed")
     kept = {p.parent for p in (tmp_path / "checkpoints").rglob("part-*")}  # one rdd-N per kept step

@@ -197,9 +197,12 @@ def test_rows_are_numbered_in_file_order_over_several_partitions(spark, tmp_path
     assert got["seq"].tolist() == list(range(5_000))[::-1]
 
 
-def test_the_ranking_on_spark_is_the_ranking_on_one_machine(pipeline_home, spark):
-    from ranking import rank
+def test_the_ranking_on_spark_is_the_ranking_on_one_machine(pipeline_home, spark, monkeypatch):
+    """Over several partitions (of about 1,000 members here): the percentiles span them all."""
+    from ranking import rank, spark_rank
     from ranking.spark_rank import rank_members_spark
+
+    monkeypatch.setattr(spark_rank, "MEMBERS_PER_PARTITION", 1_000)
 
     single = rank.rank_members(pipeline_home)
     one = pd.read_parquet(single.path)
